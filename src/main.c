@@ -1,0 +1,41 @@
+/* voxshard: the command-line entry point. Each command parses its options (src/config.h) and
+ * calls the library; only this file's main() decides the process exit code. */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "vs_build_config.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} vs_command;
+
+static const vs_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: voxshard <command> [options]   (voxshard <command> --help for its options)\n\n"
+             "commands:\n");
+  for (const vs_command *c = commands; c->name; c++) fprintf(f, "  %-12s %s\n", c->name, c->summary);
+  fprintf(f, "\n  --version    print the version and build features\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("voxshard %s (cuda: %s, nccl: %s)\n", VS_VERSION, VS_HAVE_CUDA ? "built" : "no",
+           VS_HAVE_NCCL ? "built" : "no");
+    return 0;
+  }
+  for (const vs_command *c = commands; c->name; c++)
+    if (!strcmp(argv[1], c->name)) return c->run(argc - 1, argv + 1);
+  fprintf(stderr, "voxshard: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
