@@ -1,5 +1,5 @@
 # Base: errors, logging, configuration. Every module links vs_base.
-add_library(vs_base STATIC src/log.c src/config.c)
+add_library(vs_base STATIC src/log.c src/config.c src/fsutil.c)
 target_link_libraries(vs_base PUBLIC vs_deps)
 
 if(VS_BUILD_TESTS)
