@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "log.h"
 #include "vs_build_config.h"
 
@@ -31,6 +32,16 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "--version")) {
     printf("voxshard %s (cuda: %s, nccl: %s)\n", VS_VERSION, VS_HAVE_CUDA ? "built" : "no",
            VS_HAVE_NCCL ? "built" : "no");
+    char why[160] = "";
+    int n = vs_gpu_count(why, sizeof why);
+    if (n == 0) printf("gpu: none (%s); running on the CPU\n", why);
+    for (int i = 0; i < n; i++) {
+      vs_gpu_info info;
+      if (vs_gpu_info_get(i, &info))
+        printf("gpu %d: %s, sm_%d%d, %d SMs, %.1f GiB\n", i, info.name, info.compute_major,
+               info.compute_minor, info.multiprocessors,
+               (double)info.total_memory_bytes / (1024.0 * 1024.0 * 1024.0));
+    }
     return 0;
   }
   for (const vs_command *c = commands; c->name; c++)
