@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "convert.h"
 #include "gpu.h"
 #include "log.h"
 #include "vs_build_config.h"
@@ -14,6 +15,7 @@ typedef struct {
 } vs_command;
 
 static const vs_command commands[] = {
+    {"convert", vs_cmd_convert, "import a faster-whisper/CTranslate2 or Hugging Face Whisper model"},
     {NULL, NULL, NULL},
 };
 

@@ -19,11 +19,11 @@ typedef struct {
   int n_audio_state; /* d_model */
   int n_audio_head;
   int n_audio_layer;
-  int n_text_ctx;    /* 448 */
+  int n_text_ctx; /* 448 */
   int n_text_state;
   int n_text_head;
   int n_text_layer;
-  int n_vocab;       /* 51864 (.en), 51865 (multilingual), 51866 (large-v3) */
+  int n_vocab; /* 51864 (.en), 51865 (multilingual), 51866 (large-v3) */
 } vs_whisper_hparams;
 
 /* A weight as the model holds it after loading: host memory, fp32, C order. */
@@ -50,5 +50,13 @@ const struct vs_tokenizer *vs_model_tokenizer(const vs_model *m);
  * suppressed, tokens suppressed at the first step, and the language token ids. */
 const int *vs_model_suppress_ids(const vs_model *m, size_t *n);
 const int *vs_model_suppress_ids_begin(const vs_model *m, size_t *n);
+const int *vs_model_lang_ids(const vs_model *m, size_t *n);
+/* (decoder layer, head) pairs, flattened: 2 * n_pairs ints. */
+const int *vs_model_alignment_heads(const vs_model *m, size_t *n_pairs);
+
+/* Every loaded tensor, in a stable order (the tied decoder/projection/weight is not listed
+ * separately; vs_model_tensor() resolves it to decoder/embeddings/weight). */
+size_t vs_model_n_tensors(const vs_model *m);
+const vs_tensor *vs_model_tensor_at(const vs_model *m, size_t i);
 
 #endif

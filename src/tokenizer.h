@@ -19,6 +19,11 @@ typedef struct {
 typedef struct vs_tokenizer vs_tokenizer;
 
 vs_tokenizer *vs_tokenizer_load_json(const char *tokenizer_json_path, GError **err);
+/* Same from tokenizer.json's bytes in memory (the model file stores them); `origin` names the
+ * bytes in errors ("model.h5:/tokenizer/tokenizer.json"). The vocabulary size counts the 1501
+ * timestamp tokens even when tokenizer.json does not list them. */
+vs_tokenizer *vs_tokenizer_new_from_json(const char *data, size_t len, const char *origin,
+                                         GError **err);
 void vs_tokenizer_free(vs_tokenizer *t);
 
 const vs_special_tokens *vs_tokenizer_specials(const vs_tokenizer *t);
@@ -29,6 +34,8 @@ int *vs_tokenizer_encode(const vs_tokenizer *t, const char *text, size_t *n_ids)
 char *vs_tokenizer_decode(const vs_tokenizer *t, const int *ids, size_t n_ids);
 /* The token's own string ("<|en|>", "Ġthe", ...), or NULL when out of range. */
 const char *vs_tokenizer_token(const vs_tokenizer *t, int id);
+/* Id of a token string, or -1. */
+int vs_tokenizer_token_id(const vs_tokenizer *t, const char *token);
 /* Id of a language code ("en", "de", ...) or -1. */
 int vs_tokenizer_language_id(const vs_tokenizer *t, const char *code);
 
