@@ -4,7 +4,7 @@ target_link_libraries(vs_tokenizer PUBLIC vs_base)
 
 add_library(vs_model STATIC src/model.c src/model_common.c src/ct2.c src/safetensors.c
                             src/convert.c)
-target_link_libraries(vs_model PUBLIC vs_tokenizer vs_base)
+target_link_libraries(vs_model PUBLIC vs_tokenizer vs_vad vs_base)
 
 if(VS_BUILD_TESTS)
   # Helpers run from the test venv; the real tiny.en comes from $VOXSHARD_TINY_EN (a folder).

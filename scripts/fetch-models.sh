@@ -23,3 +23,10 @@ if [ ! -f "$out" ] || [ "$src/model.bin" -nt "$out" ] || [ "$build/voxshard" -nt
   "$build/voxshard" convert "$src" "$out"
 fi
 echo "fetch-models: $out"
+# Silero VAD v6 (MIT) ships inside the faster-whisper wheel as ONNX; voxshard reads it as HDF5.
+onnx=$site/faster_whisper/assets/silero_vad_v6.onnx
+vad=$cache/models/silero_vad_v6.h5
+if [ ! -f "$vad" ] || [ "$onnx" -nt "$vad" ] || [ "$build/voxshard" -nt "$vad" ]; then
+  "$build/voxshard" convert "$onnx" "$vad"
+fi
+echo "fetch-models: $vad"

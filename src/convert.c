@@ -2,6 +2,7 @@
  * docs/model-file.md. Every tensor the hyper-parameters require is checked (present, shape)
  * before anything is written, so a bad source fails fast and never leaves a file behind. */
 #include "convert.h"
+#include "vad.h"
 
 #include "config.h"
 #include "fsutil.h"
@@ -428,11 +429,22 @@ bool vs_model_convert(const char *src_dir, const char *out_path, const char *fro
 }
 
 static const vs_opt_spec convert_opts[] = {
-    {"from", VS_OPT_CHOICE, "auto", "source format: auto (model.bin, else model.safetensors)",
-     "auto|ct2|hf"},
+    {"from", VS_OPT_CHOICE, "auto",
+     "source format: auto (a .onnx file: Silero VAD; a folder: model.bin, else model.safetensors)",
+     "auto|ct2|hf|silero-vad"},
     {"dtype", VS_OPT_CHOICE, "keep",
      "stored weight type: keep (as the source; bf16 becomes f32), f32, f16", "keep|f32|f16"},
 };
+
+/* The VAD ships as ONNX; it becomes an HDF5 file too, so the product needs no ONNX runtime. */
+static bool convert_any(const char *src, const char *out, const char *from, const char *dtype,
+                        GError **err) {
+  bool vad = !strcmp(from, "silero-vad") ||
+             (!strcmp(from, "auto") && g_str_has_suffix(src, ".onnx") &&
+              g_file_test(src, G_FILE_TEST_IS_REGULAR));
+  if (vad) return vs_vad_convert_onnx(src, out, err);
+  return vs_model_convert(src, out, from, dtype, err);
+}
 
 int vs_cmd_convert(int argc, char **argv) {
   vs_config *cfg = vs_config_new("convert", convert_opts, G_N_ELEMENTS(convert_opts));
@@ -443,16 +455,16 @@ int vs_cmd_convert(int argc, char **argv) {
     fprintf(stderr, "voxshard convert: %s\n", err->message);
     rc = 2;
   } else if (help) {
-    vs_config_print_help(cfg, "voxshard convert [options] SRC_DIR OUT.h5",
-                         "Converts a faster-whisper (CTranslate2) or Hugging Face Whisper folder "
-                         "into voxshard's HDF5 model file.");
+    vs_config_print_help(cfg, "voxshard convert [options] SRC_DIR|VAD.onnx OUT.h5",
+                         "Converts a faster-whisper (CTranslate2) or Hugging Face Whisper folder, "
+                         "or Silero VAD v6 ONNX weights, into voxshard's HDF5 model files.");
   } else if (vs_config_n_positionals(cfg) != 2) {
-    fprintf(stderr, "usage: voxshard convert [--from=auto|ct2|hf] [--dtype=keep|f32|f16] SRC_DIR "
-                    "OUT.h5\n");
+    fprintf(stderr, "usage: voxshard convert [--from=auto|ct2|hf|silero-vad] [--dtype=keep|f32|f16] "
+                    "SRC_DIR|VAD.onnx OUT.h5\n");
     rc = 2;
-  } else if (!vs_model_convert(vs_config_positional(cfg, 0), vs_config_positional(cfg, 1),
-                               vs_config_get_string(cfg, "from"),
-                               vs_config_get_string(cfg, "dtype"), &err)) {
+  } else if (!convert_any(vs_config_positional(cfg, 0), vs_config_positional(cfg, 1),
+                          vs_config_get_string(cfg, "from"), vs_config_get_string(cfg, "dtype"),
+                          &err)) {
     fprintf(stderr, "voxshard convert: %s\n", err->message);
     vs_error("convert failed: %s", vs_error_code_name(err->code));
     rc = 1;
