@@ -9,10 +9,10 @@
 #ifndef VS_WHISPER_H
 #define VS_WHISPER_H
 
+#include "model.h"
+
 #include <glib.h>
 #include <stdbool.h>
-
-#include "model.h"
 
 typedef enum { VS_BACKEND_REF = 0, VS_BACKEND_CPU = 1, VS_BACKEND_CUDA = 2 } vs_backend_kind;
 /* auto: bf16 where the CPU has native bf16 (AVX512-BF16 or AMX), else fp32. */
@@ -42,6 +42,11 @@ void vs_whisper_state_free(vs_whisper_state *st);
 /* Encodes n_windows windows of log-mel, host memory [n_windows][n_mels][3000], into window
  * slots 0..n_windows-1, and computes each decoder layer's cross-attention K/V for them. */
 bool vs_whisper_encode(vs_whisper_state *st, const float *mel, int n_windows, GError **err);
+
+/* Copies the final encoder output (after the last layer norm) of the last window the latest
+ * vs_whisper_encode processed into out, host [n_audio_ctx][n_audio_state]. For tests and
+ * diagnostics: the decoder only needs the cross K/V computed from it. */
+bool vs_whisper_encoder_output(const vs_whisper_state *st, float *out, GError **err);
 
 /* One decoder pass over a batch of sequences. Sequence s uses KV-cache slot seq_slot[s] and
  * attends to encoded window window_of[s]; it appends n_tokens[s] tokens (a prompt, then one per

@@ -1,0 +1,656 @@
+/* The fast CPU backend: oneDNN matmul primitives for every GEMM (linears, convs as im2col,
+ * attention score and value products), OpenMP loops for the fused elementwise work.
+ *
+ * Weights are reordered once, at prepare time, into the blocked layout oneDNN's matmul picks for
+ * them (and to bf16 in bf16 mode); primitives are then created per row count on first use and
+ * cached, always against that same packed layout so that the weights are never repacked.
+ * Everything created here is read-only after creation except the primitive caches, which are
+ * guarded by a mutex, so one backend can serve many states on many threads.
+ */
+#include "log.h"
+#include "ops.h"
+#include "vs_error.h"
+
+#include <dnnl.h>
+#include <dnnl_debug.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+typedef unsigned short bf16_t;
+
+typedef struct {
+  vs_ops base; /* first, so a vs_ops * is a cpu_ops * */
+  dnnl_engine_t engine;
+  dnnl_data_type_t dt; /* matmul input type: f32 or bf16 */
+  GMutex lock;         /* guards prims */
+  GHashTable *prims;   /* "kind:shape" -> cpu_prim *, attention matmuls */
+} cpu_ops;
+
+typedef struct {
+  dnnl_primitive_desc_t pd;
+  dnnl_primitive_t prim;
+} cpu_prim;
+
+struct vs_ops_linear {
+  int n_out, n_in;
+  char *what;
+  dnnl_memory_desc_t w_md; /* packed layout chosen by oneDNN, [n_in][n_out] logical */
+  void *w;                 /* host, packed weights (f32 or bf16) */
+  float *b;                /* host [n_out] or NULL */
+  GMutex lock;             /* guards prims */
+  GHashTable *prims;       /* (m << 2 | flags) -> cpu_prim * */
+};
+
+#define DN(call, err, ret)                                                                         \
+  do {                                                                                             \
+    dnnl_status_t st_ = (call);                                                                    \
+    if (st_ != dnnl_success)                                                                       \
+      VS_FAIL(err, VS_ERROR_INTERNAL, ret, "oneDNN: %s: %s", #call, dnnl_status2str(st_));         \
+  } while (0)
+
+static size_t dt_size(dnnl_data_type_t dt) {
+  return dt == dnnl_bf16 ? 2 : 4;
+}
+
+static void prim_free(gpointer p) {
+  cpu_prim *cp = p;
+  if (!cp) return;
+  if (cp->prim) dnnl_primitive_destroy(cp->prim);
+  if (cp->pd) dnnl_primitive_desc_destroy(cp->pd);
+  g_free(cp);
+}
+
+static cpu_prim *prim_from_desc(cpu_ops *c, const_dnnl_op_desc_t desc,
+                                const_dnnl_primitive_attr_t attr, const char *what, GError **err) {
+  cpu_prim *cp = g_new0(cpu_prim, 1);
+  dnnl_status_t st = dnnl_primitive_desc_create(&cp->pd, desc, attr, c->engine, NULL);
+  if (st == dnnl_success) st = dnnl_primitive_create(&cp->prim, cp->pd);
+  if (st != dnnl_success) {
+    prim_free(cp);
+    VS_FAIL(err, VS_ERROR_INTERNAL, NULL, "oneDNN: cannot create the %s primitive: %s", what,
+            dnnl_status2str(st));
+  }
+  const char *impl = NULL;
+  dnnl_primitive_desc_query(cp->pd, dnnl_query_impl_info_str, 0, &impl);
+  vs_debug("cpu_ops: %s -> %s", what, impl ? impl : "?");
+  return cp;
+}
+
+/* Runs one primitive with host pointers bound to its argument descriptors. */
+static bool prim_run(cpu_ops *c, const cpu_prim *cp, int n, const int *args, void *const *ptrs,
+                     GError **err) {
+  dnnl_exec_arg_t ea[8];
+  dnnl_memory_t mem[8] = {0};
+  dnnl_stream_t s = NULL;
+  bool ok = false;
+  dnnl_status_t st = dnnl_success;
+  for (int i = 0; i < n && st == dnnl_success; i++) {
+    const dnnl_memory_desc_t *md =
+        dnnl_primitive_desc_query_md(cp->pd, dnnl_query_exec_arg_md, args[i]);
+    st = dnnl_memory_create(&mem[i], md, c->engine, ptrs[i]);
+    ea[i] = (dnnl_exec_arg_t){args[i], mem[i]};
+  }
+  if (st == dnnl_success) st = dnnl_stream_create(&s, c->engine, dnnl_stream_default_flags);
+  if (st == dnnl_success) st = dnnl_primitive_execute(cp->prim, s, n, ea);
+  if (st == dnnl_success) st = dnnl_stream_wait(s);
+  ok = st == dnnl_success;
+  if (s) dnnl_stream_destroy(s);
+  for (int i = 0; i < n; i++)
+    if (mem[i]) dnnl_memory_destroy(mem[i]);
+  if (!ok) VS_FAIL(err, VS_ERROR_INTERNAL, false, "oneDNN: execute: %s", dnnl_status2str(st));
+  return true;
+}
+
+/* ---- elementwise helpers ---------------------------------------------------------------- */
+
+/* expf for the softmax: Cody-Waite range reduction and a degree-6 polynomial (about 2 ulp),
+ * branch-free so that the compiler vectorises the loops calling it; libm's expf is a call per
+ * element and dominated the encoder's softmax. */
+static inline float fast_expf(float x0) {
+  float x = x0 < -87.0f ? -87.0f : (x0 > 88.0f ? 88.0f : x0);
+  float n = __builtin_rintf(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int e = (int)n + 127;
+  unsigned int bits = (unsigned int)e << 23;
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return x0 < -87.0f ? 0.0f : p * scale; /* underflow, and -inf from masking, give 0 */
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+to_bf16_rows(const float *x, bf16_t *y, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (size_t i = 0; i < n; i++) {
+    unsigned int u;
+    memcpy(&u, &x[i], 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    y[i] = (bf16_t)(u >> 16);
+  }
+}
+
+static inline bf16_t bf16_1(float f) {
+  unsigned int u;
+  memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (bf16_t)(u >> 16);
+}
+
+/* Serial conversion of one row, for use inside parallel loops. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+row_to_bf16(const float *x, bf16_t *y, int n) {
+#pragma omp simd
+  for (int i = 0; i < n; i++)
+    y[i] = bf16_1(x[i]);
+}
+
+/* ---- linear ------------------------------------------------------------------------------ */
+
+/* Row count used to let oneDNN choose the packed weight layout: the encoder's (most of the
+ * FLOPs); other row counts reuse the layout. */
+enum { PACK_M = 1500 };
+
+static bool matmul_desc(dnnl_matmul_desc_t *d, int m, int k, int n, dnnl_data_type_t dt,
+                        const dnnl_memory_desc_t *w_md, bool bias, GError **err) {
+  dnnl_memory_desc_t src, w, b, dst;
+  DN(dnnl_memory_desc_init_by_tag(&src, 2, (dnnl_dims_t){m, k}, dt, dnnl_ab), err, false);
+  if (w_md)
+    w = *w_md;
+  else
+    DN(dnnl_memory_desc_init_by_tag(&w, 2, (dnnl_dims_t){k, n}, dt, dnnl_format_tag_any), err,
+       false);
+  DN(dnnl_memory_desc_init_by_tag(&b, 2, (dnnl_dims_t){1, n}, dnnl_f32, dnnl_ab), err, false);
+  DN(dnnl_memory_desc_init_by_tag(&dst, 2, (dnnl_dims_t){m, n}, dnnl_f32, dnnl_ab), err, false);
+  DN(dnnl_matmul_desc_init(d, &src, &w, bias ? &b : NULL, &dst), err, false);
+  return true;
+}
+
+static cpu_prim *linear_prim(cpu_ops *c, vs_ops_linear *l, int m, unsigned flags, GError **err) {
+  gpointer key = GSIZE_TO_POINTER(((gsize)m << 2) | (flags & 3u));
+  g_mutex_lock(&l->lock);
+  cpu_prim *cp = g_hash_table_lookup(l->prims, key);
+  if (!cp) {
+    dnnl_matmul_desc_t d;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    bool ok = matmul_desc(&d, m, l->n_in, l->n_out, c->dt, &l->w_md, l->b != NULL, err);
+    if (ok && flags) {
+      dnnl_primitive_attr_create(&attr);
+      dnnl_post_ops_create(&po);
+      /* The sum must come first: gelu(acc) + y would be wrong, but ACCUM and GELU are never
+       * combined by the network, and the order is fixed here so it stays well defined. */
+      if (flags & VS_LINEAR_ACCUM) dnnl_post_ops_append_sum(po, 1.0f);
+      if (flags & VS_LINEAR_GELU)
+        dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0, 0);
+      dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    if (ok) {
+      char *what = g_strdup_printf("linear %s m=%d flags=%u", l->what, m, flags);
+      cp = prim_from_desc(c, (const_dnnl_op_desc_t)&d, attr, what, err);
+      g_free(what);
+    }
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (cp) g_hash_table_insert(l->prims, key, cp);
+  }
+  g_mutex_unlock(&l->lock);
+  return cp;
+}
+
+static void cpu_linear_free(vs_ops *ops, vs_ops_linear *l) {
+  if (!l) return;
+  if (l->prims) g_hash_table_destroy(l->prims);
+  g_mutex_clear(&l->lock);
+  g_free(l->w);
+  g_free(l->b);
+  g_free(l->what);
+  g_free(l);
+}
+
+static vs_ops_linear *cpu_linear_prepare(vs_ops *ops, const float *w, const float *b, int n_out,
+                                         int n_in, const char *what, GError **err) {
+  cpu_ops *c = (cpu_ops *)ops;
+  if (!w || n_out <= 0 || n_in <= 0)
+    VS_FAIL(err, VS_ERROR_INTERNAL, NULL, "%s: bad linear weight %dx%d", what, n_out, n_in);
+  vs_ops_linear *l = g_new0(vs_ops_linear, 1);
+  l->n_out = n_out;
+  l->n_in = n_in;
+  l->what = g_strdup(what);
+  g_mutex_init(&l->lock);
+  l->prims = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, prim_free);
+  if (b) l->b = g_memdup2(b, (gsize)n_out * sizeof(float));
+
+  /* Let oneDNN pick the layout for a representative shape, then reorder the model's
+   * [n_out][n_in] (= [n_in][n_out] with strides {1, n_in}) into it once. */
+  dnnl_matmul_desc_t d;
+  cpu_prim *probe = NULL, *reorder = NULL;
+  dnnl_memory_desc_t user_md;
+  bool ok = matmul_desc(&d, PACK_M, n_in, n_out, c->dt, NULL, b != NULL, err);
+  if (ok) ok = (probe = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, what, err)) != NULL;
+  if (ok) {
+    l->w_md = *dnnl_primitive_desc_query_md(probe->pd, dnnl_query_weights_md, 0);
+    l->w = g_malloc(dnnl_memory_desc_get_size(&l->w_md));
+    ok = dnnl_memory_desc_init_by_strides(&user_md, 2, (dnnl_dims_t){n_in, n_out}, dnnl_f32,
+                                          (dnnl_dims_t){1, n_in}) == dnnl_success;
+    if (!ok) g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "%s: weight descriptor", what);
+  }
+  if (ok) {
+    reorder = g_new0(cpu_prim, 1);
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&reorder->pd, &user_md, c->engine,
+                                                          &l->w_md, c->engine, NULL);
+    if (st == dnnl_success) st = dnnl_primitive_create(&reorder->prim, reorder->pd);
+    if (st != dnnl_success) {
+      ok = false;
+      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "%s: oneDNN reorder: %s", what,
+                  dnnl_status2str(st));
+    }
+  }
+  if (ok)
+    ok = prim_run(c, reorder, 2, (int[]){DNNL_ARG_FROM, DNNL_ARG_TO}, (void *[]){(void *)w, l->w},
+                  err);
+  prim_free(probe);
+  prim_free(reorder);
+  if (!ok) {
+    cpu_linear_free(ops, l);
+    return NULL;
+  }
+  return l;
+}
+
+static size_t cpu_linear_ws(const vs_ops *ops, int m, int n_in) {
+  const cpu_ops *c = (const cpu_ops *)ops;
+  return c->dt == dnnl_bf16 ? (size_t)m * n_in * sizeof(bf16_t) : 0;
+}
+
+static bool cpu_linear(vs_ops *ops, const vs_ops_linear *lc, const float *x, int m, float *y,
+                       unsigned flags, vs_ops_ws ws, GError **err) {
+  cpu_ops *c = (cpu_ops *)ops;
+  vs_ops_linear *l = (vs_ops_linear *)lc; /* only its primitive cache changes */
+  if (m <= 0) return true;
+  const void *src = x;
+  if (c->dt == dnnl_bf16) {
+    size_t need = cpu_linear_ws(ops, m, l->n_in);
+    if (ws.bytes < need)
+      VS_FAIL(err, VS_ERROR_INTERNAL, false, "linear %s: workspace %zu < %zu bytes", l->what,
+              ws.bytes, need);
+    to_bf16_rows(x, ws.ptr, (size_t)m * l->n_in);
+    src = ws.ptr;
+  }
+  cpu_prim *cp = linear_prim(c, l, m, flags, err);
+  if (!cp) return false;
+  if (l->b)
+    return prim_run(c, cp, 4, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST},
+                    (void *[]){(void *)src, l->w, l->b, y}, err);
+  return prim_run(c, cp, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                  (void *[]){(void *)src, l->w, y}, err);
+}
+
+/* ---- conv1d as im2col + linear ---------------------------------------------------------- */
+
+static size_t cpu_conv1d_ws(const vs_ops *ops, int c_in, int t_in, int stride) {
+  int t_out = (t_in - 1) / stride + 1;
+  size_t col = (size_t)t_out * c_in * 3 * sizeof(float);
+  col = (col + 63) & ~(size_t)63;
+  return col + cpu_linear_ws(ops, t_out, c_in * 3);
+}
+
+static bool cpu_conv1d(vs_ops *ops, const vs_ops_linear *w, const float *x, int c_in, int t_in,
+                       long ld_t, long ld_c, int stride, float *y, unsigned flags, vs_ops_ws ws,
+                       GError **err) {
+  int t_out = (t_in - 1) / stride + 1;
+  size_t need = cpu_conv1d_ws(ops, c_in, t_in, stride);
+  if (ws.bytes < need)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "conv1d: workspace %zu < %zu bytes", ws.bytes, need);
+  if (w->n_in != c_in * 3)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "conv1d: weight has %d inputs, want %d", w->n_in,
+            c_in * 3);
+  float *col = ws.ptr;
+  size_t col_bytes = ((size_t)t_out * c_in * 3 * sizeof(float) + 63) & ~(size_t)63;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < t_out; t++) {
+    float *row = col + (size_t)t * c_in * 3;
+    for (int c = 0; c < c_in; c++)
+      for (int j = 0; j < 3; j++) {
+        long ti = (long)t * stride + j - 1;
+        row[c * 3 + j] = (ti < 0 || ti >= t_in) ? 0.0f : x[ti * ld_t + c * ld_c];
+      }
+  }
+  vs_ops_ws rest = {(char *)ws.ptr + col_bytes, ws.bytes - col_bytes};
+  return cpu_linear(ops, w, col, t_out, y, flags, rest, err);
+}
+
+/* ---- row ops ----------------------------------------------------------------------------- */
+
+#define VS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+VS_CLONES static void ln_row(const float *xr, int d, const float *g, const float *b, float *yr) {
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int k = 0; k < d; k++)
+    s += xr[k];
+  float mean = s / d, v = 0;
+#pragma omp simd reduction(+ : v)
+  for (int k = 0; k < d; k++)
+    v += (xr[k] - mean) * (xr[k] - mean);
+  float inv = 1.0f / sqrtf(v / d + 1e-5f);
+#pragma omp simd
+  for (int k = 0; k < d; k++)
+    yr[k] = (xr[k] - mean) * inv * g[k] + b[k];
+}
+
+static void cpu_layer_norm(vs_ops *ops, const float *x, int m, int d, const float *g,
+                           const float *b, float *y) {
+#pragma omp parallel for schedule(static) if (m > 4)
+  for (int i = 0; i < m; i++)
+    ln_row(x + (size_t)i * d, d, g, b, y + (size_t)i * d);
+}
+
+static void cpu_gelu(vs_ops *ops, float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 16384)
+  for (size_t i = 0; i < n; i++)
+    x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+static void cpu_add(vs_ops *ops, float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++)
+    y[i] += x[i];
+}
+
+/* Softmax of x[0..n) scaled by `scale`, entries at or after `lim` masked to zero. The simd
+ * reductions let the compiler reassociate the max and the sum (vectorising them); the clones
+ * give it 512-bit registers where the CPU has them without building for one CPU. */
+VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int j = 0; j < lim; j++)
+    mx = x[j] > mx ? x[j] : mx;
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int j = 0; j < lim; j++) {
+    x[j] = fast_expf((x[j] - mx) * scale);
+    s += x[j];
+  }
+  float inv = 1.0f / s;
+#pragma omp simd
+  for (int j = 0; j < lim; j++)
+    x[j] *= inv;
+  for (int j = lim; j < n; j++)
+    x[j] = 0.0f;
+}
+
+static void cpu_softmax(vs_ops *ops, float *x, int m, int n) {
+#pragma omp parallel for schedule(static) if (m > 4)
+  for (int i = 0; i < m; i++)
+    softmax_row(x + (size_t)i * n, n, n, 1.0f);
+}
+
+static void cpu_embedding(vs_ops *ops, const float *table, int d, const int *ids, int m, float *y) {
+  for (int i = 0; i < m; i++)
+    memcpy(y + (size_t)i * d, table + (size_t)ids[i] * d, (size_t)d * sizeof(float));
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+/* Few queries (decoder steps): one pass per (head, query) over the keys in chunks with a
+ * running max (online softmax), so nothing bigger than a chunk of scores exists; the work is
+ * bound by reading the K/V cache, which a GEMM would not speed up. Always fp32. */
+enum { DIRECT_MAX_Q = 32, KV_CHUNK = 256 };
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+attend_row(const float *q, const float *k, long ld_k, const float *v, long ld_v, int n, int hd,
+           float scale, float *o) {
+  float acc[hd], sc[KV_CHUNK];
+  for (int c = 0; c < hd; c++)
+    acc[c] = 0;
+  float m = -INFINITY, l = 0;
+  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
+    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    float bm = -INFINITY;
+    for (int j = 0; j < nb; j++) {
+      const float *kr = k + (long)(j0 + j) * ld_k;
+      float t[16] = {0};
+      int c = 0;
+      for (; c + 16 <= hd; c += 16)
+        for (int u = 0; u < 16; u++)
+          t[u] += q[c + u] * kr[c + u];
+      float s = 0;
+      for (; c < hd; c++)
+        s += q[c] * kr[c];
+      for (int u = 0; u < 16; u++)
+        s += t[u];
+      sc[j] = s * scale;
+      bm = fmaxf(bm, sc[j]);
+    }
+    float nm = fmaxf(m, bm);
+    float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+    l *= corr;
+    for (int c = 0; c < hd; c++)
+      acc[c] *= corr;
+    for (int j = 0; j < nb; j++) {
+      float p = fast_expf(sc[j] - nm);
+      l += p;
+      const float *vr = v + (long)(j0 + j) * ld_v;
+      for (int c = 0; c < hd; c++)
+        acc[c] += p * vr[c];
+    }
+    m = nm;
+  }
+  float inv = 1.0f / l;
+  for (int c = 0; c < hd; c++)
+    o[c] = acc[c] * inv;
+}
+
+static bool attention_direct(const vs_attn_args *a) {
+  float scale = 1.0f / sqrtf((float)a->head_dim);
+  int work = a->n_head * a->n_q;
+#pragma omp parallel for schedule(static) if (work > 1)
+  for (int w = 0; w < work; w++) {
+    int h = w % a->n_head, i = w / a->n_head;
+    int n = a->causal ? a->q_pos0 + i + 1 : a->n_kv;
+    size_t off = (size_t)h * a->head_dim;
+    attend_row(a->q + (size_t)i * a->ld_q + off, a->k + off, a->ld_k, a->v + off, a->ld_v, n,
+               a->head_dim, scale, a->o + (size_t)i * a->ld_o + off);
+  }
+  return true;
+}
+
+/* Many queries (encoder, long prompts): heads become the batch of two oneDNN matmuls per block
+ * of queries, S = Q K^T and O = P V, with the fp32 softmax in between. Only one block of scores
+ * [heads][block][n_kv] exists at a time. */
+static int attn_block(int n_q, int n_kv, int n_head) {
+  long b = (1L << 20) / ((long)n_head * n_kv); /* about 4 MiB of fp32 scores */
+  b = b < 16 ? 16 : (b > 256 ? 256 : b);
+  b &= ~15L;
+  return n_q < b ? n_q : (int)b;
+}
+
+typedef struct {
+  size_t kh, vh, qb, s, p, ob, total; /* byte offsets in the workspace */
+} attn_layout;
+
+static attn_layout attn_plan(const cpu_ops *c, int n_q, int n_kv, int n_head, int hd) {
+  size_t e = dt_size(c->dt);
+  int bq = attn_block(n_q, n_kv, n_head);
+  attn_layout L;
+  size_t off = 0;
+#define TAKE(f, bytes)                                                                             \
+  L.f = off;                                                                                       \
+  off += ((bytes) + 63) & ~(size_t)63;
+  TAKE(kh, (size_t)n_head * n_kv * hd * e);                         /* [H][n_kv][hd] */
+  TAKE(vh, (size_t)n_head * n_kv * hd * e);                         /* [H][n_kv][hd] */
+  TAKE(qb, (size_t)n_head * bq * hd * e);                           /* [H][bq][hd] */
+  TAKE(s, (size_t)n_head * bq * n_kv * 4);                          /* [H][bq][n_kv] fp32 scores */
+  TAKE(p, c->dt == dnnl_bf16 ? (size_t)n_head * bq * n_kv * 2 : 0); /* bf16 probabilities */
+  TAKE(ob, (size_t)n_head * bq * hd * 4);                           /* [H][bq][hd] fp32 */
+#undef TAKE
+  L.total = off;
+  return L;
+}
+
+static size_t cpu_attention_ws(const vs_ops *ops, int n_q, int n_kv, int n_head, int head_dim) {
+  if (n_q < DIRECT_MAX_Q) return 0;
+  return attn_plan((const cpu_ops *)ops, n_q, n_kv, n_head, head_dim).total;
+}
+
+/* Batched matmul [b][m][k] x [b][k][n] -> [b][m][n] f32; B given by tag (abc or acb). */
+static cpu_prim *bmm_prim(cpu_ops *c, int b, int m, int k, int n, dnnl_format_tag_t b_tag,
+                          GError **err) {
+  char *key = g_strdup_printf("bmm:%d:%d:%d:%d:%d", b, m, k, n, (int)b_tag);
+  g_mutex_lock(&c->lock);
+  cpu_prim *cp = g_hash_table_lookup(c->prims, key);
+  if (!cp) {
+    dnnl_memory_desc_t a_md, b_md, d_md;
+    dnnl_matmul_desc_t d;
+    bool ok = dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, c->dt, dnnl_abc) ==
+                  dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, c->dt, b_tag) ==
+                  dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&d_md, 3, (dnnl_dims_t){b, m, n}, dnnl_f32, dnnl_abc) ==
+                  dnnl_success &&
+              dnnl_matmul_desc_init(&d, &a_md, &b_md, NULL, &d_md) == dnnl_success;
+    if (!ok)
+      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "attention: matmul descriptor %s", key);
+    else
+      cp = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, key, err);
+    if (cp) {
+      g_hash_table_insert(c->prims, key, cp);
+      key = NULL;
+    }
+  }
+  g_mutex_unlock(&c->lock);
+  g_free(key);
+  return cp;
+}
+
+/* Copies rows [r0, r0+n) of the head-interleaved x into head-major [H][n][hd] (converting to
+ * the matmul type). */
+static void to_heads(const cpu_ops *c, const float *x, int ld, int r0, int n, int n_head, int hd,
+                     void *dst) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int h = 0; h < n_head; h++)
+    for (int r = 0; r < n; r++) {
+      const float *src = x + (size_t)(r0 + r) * ld + (size_t)h * hd;
+      size_t o = ((size_t)h * n + r) * hd;
+      if (c->dt == dnnl_bf16)
+        row_to_bf16(src, (bf16_t *)dst + o, hd);
+      else
+        memcpy((float *)dst + o, src, (size_t)hd * sizeof(float));
+    }
+}
+
+static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, GError **err) {
+  int H = a->n_head, hd = a->head_dim, nkv = a->n_kv;
+  attn_layout L = attn_plan(c, a->n_q, nkv, H, hd);
+  if (ws.bytes < L.total)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: workspace %zu < %zu bytes", ws.bytes,
+            L.total);
+  char *base = ws.ptr;
+  to_heads(c, a->k, a->ld_k, 0, nkv, H, hd, base + L.kh);
+  to_heads(c, a->v, a->ld_v, 0, nkv, H, hd, base + L.vh);
+  int bq = attn_block(a->n_q, nkv, H);
+  float scale = 1.0f / sqrtf((float)hd);
+  float *S = (float *)(base + L.s), *O = (float *)(base + L.ob);
+  void *P = c->dt == dnnl_bf16 ? (void *)(base + L.p) : (void *)S;
+  for (int i0 = 0; i0 < a->n_q; i0 += bq) {
+    int nb = a->n_q - i0 < bq ? a->n_q - i0 : bq;
+    cpu_prim *qk = bmm_prim(c, H, nb, hd, nkv, dnnl_acb, err);
+    cpu_prim *pv = qk ? bmm_prim(c, H, nb, nkv, hd, dnnl_abc, err) : NULL;
+    if (!pv) return false;
+    to_heads(c, a->q, a->ld_q, i0, nb, H, hd, base + L.qb);
+    if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                  (void *[]){base + L.qb, base + L.kh, S}, err))
+      return false;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int h = 0; h < H; h++)
+      for (int r = 0; r < nb; r++) {
+        float *row = S + ((size_t)h * nb + r) * nkv;
+        int lim = a->causal ? a->q_pos0 + i0 + r + 1 : nkv;
+        softmax_row(row, nkv, lim, scale);
+        if (c->dt == dnnl_bf16) {
+          row_to_bf16(row, (bf16_t *)P + ((size_t)h * nb + r) * nkv, nkv);
+        }
+      }
+    if (!prim_run(c, pv, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                  (void *[]){P, base + L.vh, O}, err))
+      return false;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < nb; r++)
+      for (int h = 0; h < H; h++)
+        memcpy(a->o + (size_t)(i0 + r) * a->ld_o + (size_t)h * hd, O + ((size_t)h * nb + r) * hd,
+               (size_t)hd * sizeof(float));
+  }
+  return true;
+}
+
+static bool cpu_attention(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GError **err) {
+  if (a->causal && a->q_pos0 + a->n_q > a->n_kv)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: causal queries end at %d past %d keys",
+            a->q_pos0 + a->n_q, a->n_kv);
+  if (a->n_q <= 0) return true;
+  if (a->n_q < DIRECT_MAX_Q) return attention_direct(a);
+  return attention_blocked((cpu_ops *)ops, a, ws, err);
+}
+
+/* ---- construction ------------------------------------------------------------------------ */
+
+static void cpu_destroy(vs_ops *ops) {
+  cpu_ops *c = (cpu_ops *)ops;
+  if (c->prims) g_hash_table_destroy(c->prims);
+  g_mutex_clear(&c->lock);
+  if (c->engine) dnnl_engine_destroy(c->engine);
+  g_free(c);
+}
+
+vs_ops_precision vs_ops_cpu_auto_precision(void) {
+  /* oneDNN's own dispatch is what will run the matmuls, so ask it rather than cpuid: it also
+   * honours ONEDNN_MAX_CPU_ISA when a user caps the ISA. */
+  dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  bool bf16 = (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+  return bf16 ? VS_OPS_BF16 : VS_OPS_FP32;
+}
+
+vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
+  cpu_ops *c = g_new0(cpu_ops, 1);
+  g_mutex_init(&c->lock);
+  c->prims = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, prim_free);
+  c->dt = precision == VS_OPS_BF16 ? dnnl_bf16 : dnnl_f32;
+  vs_ops *o = &c->base;
+  o->name = precision == VS_OPS_BF16 ? "cpu-bf16" : "cpu-fp32";
+  o->precision = precision == VS_OPS_BF16 ? VS_OPS_BF16 : VS_OPS_FP32;
+  o->linear_prepare = cpu_linear_prepare;
+  o->linear_free = cpu_linear_free;
+  o->linear_ws = cpu_linear_ws;
+  o->linear = cpu_linear;
+  o->conv1d_ws = cpu_conv1d_ws;
+  o->conv1d = cpu_conv1d;
+  o->layer_norm = cpu_layer_norm;
+  o->gelu = cpu_gelu;
+  o->add = cpu_add;
+  o->softmax = cpu_softmax;
+  o->embedding = cpu_embedding;
+  o->attention_ws = cpu_attention_ws;
+  o->attention = cpu_attention;
+  o->destroy = cpu_destroy;
+  dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
+  if (st != dnnl_success) {
+    cpu_destroy(o);
+    VS_FAIL(err, VS_ERROR_INTERNAL, NULL, "oneDNN: no CPU engine: %s", dnnl_status2str(st));
+  }
+  /* A bf16 matmul that oneDNN cannot run natively would silently be emulated at a fraction of
+   * the speed; probe once so that asking for bf16 on such a CPU is an error, not a slowdown. */
+  if (c->dt == dnnl_bf16 && vs_ops_cpu_auto_precision() != VS_OPS_BF16) {
+    cpu_destroy(o);
+    VS_FAIL(err, VS_ERROR_UNSUPPORTED, NULL,
+            "bf16 requested but this CPU has no native bf16 (AVX512-BF16 or AMX)");
+  }
+  return o;
+}

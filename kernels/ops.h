@@ -1,0 +1,102 @@
+/* The compute backend interface the Whisper network (infer/whisper.c) is written against, once.
+ *
+ * A backend is a table of operations plus its own prepared state. The network only ever calls
+ * through the table, so a new backend (CUDA) is a new table and never a change in infer/.
+ * Backends today: the plain-C reference (ref_ops.c, fp32, simple loops: the oracle every other
+ * backend is tested against) and the fast CPU path (cpu_ops.c: oneDNN matmuls, OpenMP).
+ *
+ * Conventions shared by every op:
+ * - Activations are row-major fp32 in the backend's memory (host for ref/cpu), rows = positions.
+ * - Weights are fp32 host arrays as the model holds them; linear weights are W[out][in] and the
+ *   op computes y = x W^T + b. A backend prepares each weight once (pack, convert to bf16) into a
+ *   vs_ops_linear; the model's arrays must outlive the prepared weight (ref keeps pointers).
+ * - Ops that need temporary memory take a vs_ops_ws; its size comes from the matching *_ws
+ *   query, so that callers carve it from an arena sized in advance instead of the backend
+ *   allocating per call (and so that many callers can share one read-only backend).
+ * - Precision: bf16 means bf16 weights and activations at the matmul inputs with fp32
+ *   accumulation and fp32 outputs; layer norm, softmax, GELU and residuals always run in fp32.
+ */
+#ifndef VS_OPS_H
+#define VS_OPS_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum { VS_OPS_FP32 = 1, VS_OPS_BF16 = 2 } vs_ops_precision;
+
+/* Flags of linear and conv1d: fused epilogues. GELU is the exact (erf) one. ACCUM adds the
+ * result to what y already holds (residual connections) instead of overwriting it. */
+enum { VS_LINEAR_GELU = 1u << 0, VS_LINEAR_ACCUM = 1u << 1 };
+
+typedef struct {
+  void *ptr;    /* backend memory (host for ref/cpu) */
+  size_t bytes; /* capacity */
+} vs_ops_ws;
+
+/* A weight prepared for one backend; opaque, read-only once prepared. */
+typedef struct vs_ops_linear vs_ops_linear;
+
+/* Scaled dot-product multi-head attention. Head h of row i of Q is q[i*ld_q + h*head_dim ...];
+ * same layout for K, V and the output O. Scale is 1/sqrt(head_dim); softmax in fp32. With
+ * causal, query i sits at absolute position q_pos0 + i and sees keys 0..q_pos0+i (the KV cache
+ * holds positions 0..n_kv-1, so n_kv >= q_pos0 + n_q). */
+typedef struct {
+  const float *q, *k, *v;
+  float *o;
+  int ld_q, ld_k, ld_v, ld_o;
+  int n_q, n_kv, n_head, head_dim;
+  bool causal;
+  int q_pos0;
+} vs_attn_args;
+
+typedef struct vs_ops vs_ops;
+struct vs_ops {
+  const char *name; /* "ref", "cpu-fp32", "cpu-bf16" */
+  vs_ops_precision precision;
+
+  /* w [n_out][n_in], b [n_out] or NULL. */
+  vs_ops_linear *(*linear_prepare)(vs_ops *ops, const float *w, const float *b, int n_out, int n_in,
+                                   const char *what, GError **err);
+  void (*linear_free)(vs_ops *ops, vs_ops_linear *lin);
+  size_t (*linear_ws)(const vs_ops *ops, int m, int n_in);
+  /* x [m][n_in] -> y [m][n_out]; flags VS_LINEAR_*. */
+  bool (*linear)(vs_ops *ops, const vs_ops_linear *lin, const float *x, int m, float *y,
+                 unsigned flags, vs_ops_ws ws, GError **err);
+
+  /* Convolution, kernel 3, padding 1, stride 1 or 2, as im2col + linear. The weight is the
+   * conv's [c_out][c_in][3] prepared as a linear [c_out][c_in*3]. Input element (t, c) is
+   * x[t*ld_t + c*ld_c] for t < t_in (so channel-major mel and time-major activations both fit);
+   * output y [t_out][c_out] with t_out = (t_in - 1) / stride + 1. */
+  size_t (*conv1d_ws)(const vs_ops *ops, int c_in, int t_in, int stride);
+  bool (*conv1d)(vs_ops *ops, const vs_ops_linear *w, const float *x, int c_in, int t_in, long ld_t,
+                 long ld_c, int stride, float *y, unsigned flags, vs_ops_ws ws, GError **err);
+
+  /* Rows of x [m][d] normalised (eps 1e-5), times gamma plus beta, into y (y == x allowed). */
+  void (*layer_norm)(vs_ops *ops, const float *x, int m, int d, const float *gamma,
+                     const float *beta, float *y);
+  void (*gelu)(vs_ops *ops, float *x, size_t n);                /* in place, exact erf GELU */
+  void (*add)(vs_ops *ops, float *y, const float *x, size_t n); /* y += x */
+  void (*softmax)(vs_ops *ops, float *x, int m, int n);         /* each row of [m][n], fp32 */
+  /* y[i] = table[ids[i]] (rows of d); ids are checked against n_rows by the caller. */
+  void (*embedding)(vs_ops *ops, const float *table, int d, const int *ids, int m, float *y);
+
+  size_t (*attention_ws)(const vs_ops *ops, int n_q, int n_kv, int n_head, int head_dim);
+  bool (*attention)(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GError **err);
+
+  void (*destroy)(vs_ops *ops);
+};
+
+/* The plain-C fp32 reference. */
+vs_ops *vs_ops_ref_new(GError **err);
+/* The fast CPU backend at the given precision (bf16 fails where oneDNN cannot run it). */
+vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err);
+/* bf16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX), else fp32. */
+vs_ops_precision vs_ops_cpu_auto_precision(void);
+void vs_ops_free(vs_ops *ops);
+
+/* Round-to-nearest-even fp32 -> bf16 and back; shared by backends and tests. */
+void vs_ops_f32_to_bf16(const float *x, unsigned short *y, size_t n);
+float vs_ops_bf16_to_f32(unsigned short h);
+
+#endif

@@ -1,0 +1,313 @@
+/* Every fast CPU op against the plain-C reference, at both precisions, over odd sizes and the
+ * real tiny/base shapes. Error is ||fast - ref|| / ||ref||; the tolerance per precision is what
+ * the arithmetic allows: fp32 differs only by summation order (1e-5), bf16 rounds the matmul
+ * inputs to 8 significant bits (1e-2). */
+#include "ops.h"
+#include "vs_error.h"
+#include "vs_test.h"
+
+#include <math.h>
+#include <string.h>
+
+static double tol_of(vs_ops_precision p) {
+  return p == VS_OPS_BF16 ? 1e-2 : 1e-5;
+}
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+  return (float)((rng_state >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n, float scale) {
+  float *p = g_new(float, n);
+  for (size_t i = 0; i < n; i++)
+    p[i] = frand() * scale;
+  return p;
+}
+
+static double rel_err(const float *a, const float *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static vs_ops_ws ws_new(size_t bytes) {
+  return (vs_ops_ws){bytes ? g_malloc(bytes) : NULL, bytes};
+}
+
+static void check_err(const char *what, const vs_ops *fast, double e) {
+  double tol = tol_of(fast->precision);
+  CHECK_MSG(e <= tol && isfinite(e), "%s [%s]: error %.3g > %.1g", what, fast->name, e, tol);
+  printf("  %-44s %-9s err %.2e\n", what, fast->name, e);
+}
+
+static void test_linear(vs_ops *ref, vs_ops *fast, int n_in, int n_out, const int *ms, int n_ms,
+                        bool bias) {
+  GError *err = NULL;
+  float *w = rand_buf((size_t)n_out * n_in, 1.0f / sqrtf((float)n_in));
+  float *b = bias ? rand_buf(n_out, 0.5f) : NULL;
+  vs_ops_linear *lr = ref->linear_prepare(ref, w, b, n_out, n_in, "test", &err);
+  VS_GERROR_CHECK(lr, err);
+  vs_ops_linear *lf = fast->linear_prepare(fast, w, b, n_out, n_in, "test", &err);
+  VS_GERROR_CHECK(lf, err);
+  for (int mi = 0; mi < n_ms; mi++) {
+    int m = ms[mi];
+    float *x = rand_buf((size_t)m * n_in, 1.0f);
+    float *y0 = rand_buf((size_t)m * n_out, 1.0f);
+    float *yr = g_new(float, (size_t)m *n_out), *yf = g_new(float, (size_t)m *n_out);
+    vs_ops_ws ws = ws_new(fast->linear_ws(fast, m, n_in));
+    const unsigned flag_sets[] = {0, VS_LINEAR_GELU, VS_LINEAR_ACCUM};
+    for (int fi = 0; fi < 3; fi++) {
+      unsigned fl = flag_sets[fi];
+      memcpy(yr, y0, (size_t)m * n_out * sizeof(float));
+      memcpy(yf, y0, (size_t)m * n_out * sizeof(float));
+      bool ok = ref->linear(ref, lr, x, m, yr, fl, (vs_ops_ws){0}, &err);
+      VS_GERROR_CHECK(ok, err);
+      ok = fast->linear(fast, lf, x, m, yf, fl, ws, &err);
+      VS_GERROR_CHECK(ok, err);
+      char what[96];
+      snprintf(what, sizeof what, "linear %dx%d->%d%s%s%s", m, n_in, n_out, bias ? " +b" : "",
+               fl & VS_LINEAR_GELU ? " gelu" : "", fl & VS_LINEAR_ACCUM ? " accum" : "");
+      check_err(what, fast, rel_err(yf, yr, (size_t)m * n_out));
+    }
+    g_free(ws.ptr);
+    g_free(x);
+    g_free(y0);
+    g_free(yr);
+    g_free(yf);
+  }
+  ref->linear_free(ref, lr);
+  fast->linear_free(fast, lf);
+  g_free(w);
+  g_free(b);
+}
+
+/* channel_major: input [c_in][t_in] (the mel); else [t_in][c_in] (activations). */
+static void test_conv(vs_ops *ref, vs_ops *fast, int c_in, int c_out, int t_in, int stride,
+                      bool channel_major) {
+  GError *err = NULL;
+  float *w = rand_buf((size_t)c_out * c_in * 3, 1.0f / sqrtf(3.0f * c_in));
+  float *b = rand_buf(c_out, 0.2f);
+  float *x = rand_buf((size_t)c_in * t_in, 1.0f);
+  int t_out = (t_in - 1) / stride + 1;
+  long ld_t = channel_major ? 1 : c_in, ld_c = channel_major ? t_in : 1;
+  vs_ops_linear *lr = ref->linear_prepare(ref, w, b, c_out, c_in * 3, "conv", &err);
+  VS_GERROR_CHECK(lr, err);
+  vs_ops_linear *lf = fast->linear_prepare(fast, w, b, c_out, c_in * 3, "conv", &err);
+  VS_GERROR_CHECK(lf, err);
+  float *yr = g_new(float, (size_t)t_out *c_out), *yf = g_new(float, (size_t)t_out *c_out);
+  vs_ops_ws wr = ws_new(ref->conv1d_ws(ref, c_in, t_in, stride));
+  vs_ops_ws wf = ws_new(fast->conv1d_ws(fast, c_in, t_in, stride));
+  bool ok = ref->conv1d(ref, lr, x, c_in, t_in, ld_t, ld_c, stride, yr, VS_LINEAR_GELU, wr, &err);
+  VS_GERROR_CHECK(ok, err);
+  ok = fast->conv1d(fast, lf, x, c_in, t_in, ld_t, ld_c, stride, yf, VS_LINEAR_GELU, wf, &err);
+  VS_GERROR_CHECK(ok, err);
+  char what[96];
+  snprintf(what, sizeof what, "conv1d %d->%d t=%d s=%d %s +gelu", c_in, c_out, t_in, stride,
+           channel_major ? "CxT" : "TxC");
+  check_err(what, fast, rel_err(yf, yr, (size_t)t_out * c_out));
+  /* A small case checked against the definition written out directly, so the reference's
+   * im2col itself is tested, not just agreed with. */
+  if (t_in <= 16 && c_in <= 4) {
+    for (int t = 0; t < t_out; t++)
+      for (int o = 0; o < c_out; o++) {
+        double s = b[o];
+        for (int c = 0; c < c_in; c++)
+          for (int j = 0; j < 3; j++) {
+            int ti = t * stride + j - 1;
+            if (ti >= 0 && ti < t_in)
+              s += (double)w[(o * c_in + c) * 3 + j] * x[ti * ld_t + c * ld_c];
+          }
+        s = 0.5 * s * (1 + erf(s / sqrt(2.0)));
+        CHECK_NEAR(yr[t * c_out + o], s, 1e-5);
+      }
+  }
+  ref->linear_free(ref, lr);
+  fast->linear_free(fast, lf);
+  g_free(wr.ptr);
+  g_free(wf.ptr);
+  g_free(w);
+  g_free(b);
+  g_free(x);
+  g_free(yr);
+  g_free(yf);
+}
+
+static void test_rowops(vs_ops *ref, vs_ops *fast, int m, int d) {
+  size_t n = (size_t)m * d;
+  float *x = rand_buf(n, 3.0f), *g = rand_buf(d, 1.0f), *b = rand_buf(d, 1.0f);
+  for (size_t i = 0; i < n; i++)
+    x[i] += 0.7f; /* a non-zero mean to remove */
+  float *yr = g_new(float, n), *yf = g_new(float, n);
+  char what[96];
+
+  ref->layer_norm(ref, x, m, d, g, b, yr);
+  memcpy(yf, x, n * sizeof(float));
+  fast->layer_norm(fast, yf, m, d, g, b, yf); /* in place, as the network may use it */
+  snprintf(what, sizeof what, "layer_norm %dx%d", m, d);
+  /* Row ops are fp32 at every precision. */
+  double e = rel_err(yf, yr, n);
+  CHECK_MSG(e <= 1e-5, "%s: %.3g", what, e);
+  printf("  %-44s %-9s err %.2e\n", what, fast->name, e);
+
+  memcpy(yr, x, n * sizeof(float));
+  memcpy(yf, x, n * sizeof(float));
+  ref->gelu(ref, yr, n);
+  fast->gelu(fast, yf, n);
+  e = rel_err(yf, yr, n);
+  snprintf(what, sizeof what, "gelu %zu", n);
+  CHECK_MSG(e <= 1e-6, "%s: %.3g", what, e);
+  CHECK_NEAR(yr[0], 0.5 * x[0] * (1 + erf(x[0] / sqrt(2.0))), 1e-6);
+
+  memcpy(yr, x, n * sizeof(float));
+  memcpy(yf, x, n * sizeof(float));
+  ref->add(ref, yr, g, d);
+  fast->add(fast, yf, g, d);
+  CHECK(rel_err(yf, yr, n) == 0.0);
+  CHECK_NEAR(yr[1], x[1] + g[1], 0);
+
+  memcpy(yr, x, n * sizeof(float));
+  memcpy(yf, x, n * sizeof(float));
+  yr[0] = yf[0] = -INFINITY; /* masked logits must come out as exact zeros */
+  ref->softmax(ref, yr, m, d);
+  fast->softmax(fast, yf, m, d);
+  e = rel_err(yf, yr, n);
+  snprintf(what, sizeof what, "softmax %dx%d", m, d);
+  CHECK_MSG(e <= 1e-6, "%s: %.3g", what, e);
+  CHECK(yf[0] == 0.0f && yr[0] == 0.0f);
+  double s = 0;
+  for (int j = 0; j < d; j++)
+    s += yr[(size_t)(m - 1) * d + j];
+  CHECK_NEAR(s, 1.0, 1e-6);
+
+  int ids[5] = {0, m - 1, 3 % m, m / 2, 0};
+  float *er = g_new(float, 5 * (size_t)d), *ef = g_new(float, 5 * (size_t)d);
+  ref->embedding(ref, x, d, ids, 5, er);
+  fast->embedding(fast, x, d, ids, 5, ef);
+  CHECK(memcmp(er, ef, 5 * (size_t)d * sizeof(float)) == 0);
+  CHECK(memcmp(er + d, x + (size_t)(m - 1) * d, d * sizeof(float)) == 0);
+  g_free(er);
+  g_free(ef);
+  g_free(x);
+  g_free(g);
+  g_free(b);
+  g_free(yr);
+  g_free(yf);
+}
+
+/* Q, K, V interleaved in one [rows][3*width] buffer as the fused QKV linear leaves them, so the
+ * leading dimensions differ from the head width. */
+static void test_attention(vs_ops *ref, vs_ops *fast, int n_q, int n_kv, int n_head, int hd,
+                           bool causal, int q_pos0, const char *label) {
+  GError *err = NULL;
+  int wd = n_head * hd, ld = 3 * wd;
+  int rows = n_q > n_kv ? n_q : n_kv;
+  float *qkv = rand_buf((size_t)rows * ld, 2.0f);
+  float * or = g_new0(float, (size_t)n_q *(wd + 5)), *of = g_new0(float, (size_t)n_q *(wd + 5));
+  vs_attn_args a = {.q = qkv,
+                    .k = qkv + wd,
+                    .v = qkv + 2 * wd,
+                    .ld_q = ld,
+                    .ld_k = ld,
+                    .ld_v = ld,
+                    .ld_o = wd + 5,
+                    .n_q = n_q,
+                    .n_kv = n_kv,
+                    .n_head = n_head,
+                    .head_dim = hd,
+                    .causal = causal,
+                    .q_pos0 = q_pos0};
+  a.o = or ;
+  bool ok = ref->attention(ref, &a, (vs_ops_ws){0}, &err);
+  VS_GERROR_CHECK(ok, err);
+  a.o = of;
+  vs_ops_ws ws = ws_new(fast->attention_ws(fast, n_q, n_kv, n_head, hd));
+  ok = fast->attention(fast, &a, ws, &err);
+  VS_GERROR_CHECK(ok, err);
+  char what[96];
+  snprintf(what, sizeof what, "attention %s q=%d kv=%d h=%d hd=%d%s", label, n_q, n_kv, n_head, hd,
+           causal ? " causal" : "");
+  check_err(what, fast, rel_err(of, or, (size_t)n_q * (wd + 5)));
+  /* With causal and q_pos0 = 0 the first query sees only key 0: its output is V[0] exactly
+   * (up to the bf16 rounding of V). */
+  if (causal && q_pos0 == 0) CHECK_NEAR(or [0], qkv[2 * wd], 1e-6);
+  g_free(ws.ptr);
+  g_free(qkv);
+  g_free(or);
+  g_free(of);
+}
+
+static void run_all(vs_ops *ref, vs_ops *fast) {
+  printf("backend %s\n", fast->name);
+  const int ms_odd[] = {1, 2, 7, 33};
+  test_linear(ref, fast, 17, 29, ms_odd, 4, true);
+  test_linear(ref, fast, 65, 3, ms_odd, 4, false);
+  /* tiny: QKV, out, FFN up/down over encoder (1500) and decoder row counts; then base's FFN */
+  const int ms_tiny[] = {1, 5, 1500};
+  test_linear(ref, fast, 384, 1152, ms_tiny, 3, true);
+  test_linear(ref, fast, 384, 384, ms_tiny, 3, true);
+  test_linear(ref, fast, 384, 1536, ms_tiny, 3, true);
+  test_linear(ref, fast, 1536, 384, ms_tiny, 3, true);
+  const int ms_base[] = {3, 1500};
+  test_linear(ref, fast, 512, 2048, ms_base, 2, true);
+  /* the tied output projection: logits for a few last positions */
+  const int ms_logit[] = {1, 4};
+  test_linear(ref, fast, 384, 51864, ms_logit, 2, false);
+
+  test_conv(ref, fast, 3, 5, 11, 1, true);
+  test_conv(ref, fast, 4, 6, 12, 2, false);
+  test_conv(ref, fast, 80, 384, 3000, 1, true);
+  test_conv(ref, fast, 384, 384, 3000, 2, false);
+
+  test_rowops(ref, fast, 13, 37);
+  test_rowops(ref, fast, 1500, 384);
+
+  test_attention(ref, fast, 1500, 1500, 6, 64, false, 0, "tiny enc");
+  test_attention(ref, fast, 1500, 1500, 8, 64, false, 0, "base enc");
+  test_attention(ref, fast, 1, 100, 6, 64, true, 99, "step");
+  test_attention(ref, fast, 3, 1500, 6, 64, false, 0, "cross");
+  test_attention(ref, fast, 4, 4, 6, 64, true, 0, "prompt");
+  test_attention(ref, fast, 45, 57, 6, 64, true, 12, "long prompt");
+  test_attention(ref, fast, 37, 37, 3, 20, true, 0, "odd");
+  test_attention(ref, fast, 300, 301, 5, 24, false, 0, "odd big");
+  test_attention(ref, fast, 45, 1500, 6, 64, false, 0, "cross many");
+}
+
+int main(void) {
+  GError *err = NULL;
+  vs_ops *ref = vs_ops_ref_new(&err);
+  VS_GERROR_CHECK(ref, err);
+  vs_ops *f32 = vs_ops_cpu_new(VS_OPS_FP32, &err);
+  VS_GERROR_CHECK(f32, err);
+  CHECK(f32->precision == VS_OPS_FP32);
+  run_all(ref, f32);
+  vs_ops_free(f32);
+
+  if (vs_ops_cpu_auto_precision() == VS_OPS_BF16) {
+    vs_ops *b16 = vs_ops_cpu_new(VS_OPS_BF16, &err);
+    VS_GERROR_CHECK(b16, err);
+    run_all(ref, b16);
+    vs_ops_free(b16);
+  } else {
+    printf("no native bf16 on this CPU: bf16 backend not tested\n");
+    vs_ops *b16 = vs_ops_cpu_new(VS_OPS_BF16, &err);
+    CHECK(b16 == NULL && err && err->code == VS_ERROR_UNSUPPORTED);
+    g_clear_error(&err);
+  }
+
+  /* bf16 rounding: nearest-even on ties, exact round trip of representable values */
+  float xs[4] = {1.0f, 1.00390625f /* tie 1+2^-8: to even (1.0) */, 1.01171875f /* tie up */,
+                 -3.5f};
+  unsigned short h[4];
+  vs_ops_f32_to_bf16(xs, h, 4);
+  CHECK(vs_ops_bf16_to_f32(h[0]) == 1.0f);
+  CHECK(vs_ops_bf16_to_f32(h[1]) == 1.0f);
+  CHECK(vs_ops_bf16_to_f32(h[2]) == 1.015625f);
+  CHECK(vs_ops_bf16_to_f32(h[3]) == -3.5f);
+  vs_ops_free(ref);
+  return vs_test_finish();
+}
