@@ -1,0 +1,918 @@
+#include "prepare.h"
+
+#include "audio.h"
+#include "coll.h"
+#include "config.h"
+#include "corpus.h"
+#include "featstore.h"
+#include "fsutil.h"
+#include "journal.h"
+#include "log.h"
+#include "mel.h"
+#include "plan.h"
+#include "progress.h"
+#include "vs_build_config.h"
+#include "vs_error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+static const vs_opt_spec prepare_specs[] = {
+    {"out", VS_OPT_STRING, NULL,
+     "output folder (required): shards/, journal/, errors/, index.h5, summary.json"},
+    {"n-mels", VS_OPT_CHOICE, "80", "mel bins: 80 (Whisper v1/v2) or 128 (large-v3)", "80|128"},
+    {"shard-seconds", VS_OPT_DOUBLE, "3600", "audio seconds per feature shard", NULL, 1, 1e9},
+    {"pad-samples", VS_OPT_INT, "160",
+     "zero samples appended before the STFT (160 as faster-whisper, 480000 as openai-whisper)",
+     NULL, 0, 480000},
+    {"threads", VS_OPT_INT, "4", "front-end worker threads per rank (decode, resample, log-mel)",
+     NULL, 1, 256},
+    {"queue", VS_OPT_INT, "16", "utterances computed ahead of the HDF5 writer, per rank", NULL, 1,
+     4096},
+    {"log-level", VS_OPT_CHOICE, "info", "log verbosity", "debug|info|warn|error"},
+    {"progress", VS_OPT_CHOICE, "auto",
+     "progress display on rank 0: auto (a live line on a terminal, "
+     "log lines otherwise), tty, log or off",
+     "auto|tty|log|off"},
+    {"progress-interval", VS_OPT_DOUBLE, "10", "seconds between progress lines and reports", NULL,
+     0.01, 86400},
+    {"test-delay-ms", VS_OPT_INT, "0",
+     "TEST HOOK: sleep this long after writing each utterance (kill tests)", NULL, 0, 600000},
+    {"test-exit-after-publish", VS_OPT_INT, "0",
+     "TEST HOOK: exit at once after publishing this many shards, before journalling the last "
+     "(orphan tests)",
+     NULL, 0, 1000000},
+};
+#define N_PREPARE_SPECS (sizeof prepare_specs / sizeof prepare_specs[0])
+
+typedef struct {
+  const char *out;
+  int n_mels;
+  double shard_seconds;
+  size_t pad_samples;
+  int threads, queue;
+  double progress_interval;
+  vs_progress_mode progress_mode;
+  int test_delay_ms, test_exit_after_publish;
+} prepare_opts;
+
+/* ---- the bounded queue between front-end workers and the writer ---- */
+
+typedef struct {
+  size_t index; /* corpus index */
+  float *mel;   /* host, [n_mels][n_frames]; NULL for a failure */
+  size_t n_frames, n_samples;
+  int code;     /* vs_error_code of a failure, 0 on success */
+  char *reason; /* failure message (metadata: names the source and the problem) */
+} fe_item;
+
+typedef struct {
+  GMutex lock;
+  GCond not_full, not_empty;
+  GQueue items; /* fe_item* */
+  int capacity;
+  int workers_left;
+  gint stop; /* writer gave up: workers finish quickly without computing */
+} fe_queue;
+
+static void item_free(fe_item *it) {
+  if (!it) return;
+  g_free(it->mel);
+  g_free(it->reason);
+  g_free(it);
+}
+
+static void queue_push(fe_queue *q, fe_item *it) {
+  g_mutex_lock(&q->lock);
+  while ((int)q->items.length >= q->capacity && !g_atomic_int_get(&q->stop))
+    g_cond_wait(&q->not_full, &q->lock);
+  g_queue_push_tail(&q->items, it);
+  g_cond_signal(&q->not_empty);
+  g_mutex_unlock(&q->lock);
+}
+
+/* Returns an item, or NULL when the wait timed out (*finished tells whether all is done). */
+static fe_item *queue_pop(fe_queue *q, gint64 timeout_us, bool *finished) {
+  g_mutex_lock(&q->lock);
+  gint64 until = g_get_monotonic_time() + timeout_us;
+  while (!q->items.length && q->workers_left > 0)
+    if (!g_cond_wait_until(&q->not_empty, &q->lock, until)) break;
+  fe_item *it = g_queue_pop_head(&q->items);
+  if (it) g_cond_signal(&q->not_full);
+  *finished = !it && q->workers_left == 0;
+  g_mutex_unlock(&q->lock);
+  return it;
+}
+
+typedef struct {
+  const vs_corpus *corpus;
+  const vs_mel *mel;
+  const prepare_opts *o;
+  fe_queue *q;
+  const size_t *own; /* corpus indices of this rank, in I/O order */
+  size_t n_own, chunk;
+  gint next_chunk;
+} fe_shared;
+
+typedef struct {
+  fe_shared *sh;
+  bool *delivered; /* per utterance of the current chunk */
+  const size_t *which;
+  size_t n_which;
+} fe_call;
+
+static fe_item *failure_item(size_t index, int code, const char *reason) {
+  fe_item *it = g_new0(fe_item, 1);
+  it->index = index;
+  it->code = code ? code : VS_ERROR_INTERNAL;
+  it->reason = g_strdup(reason ? reason : "unknown error");
+  return it;
+}
+
+static bool fe_on_audio(size_t index, const float *samples, size_t n_samples, const GError *err,
+                        void *user) {
+  fe_call *call = user;
+  fe_shared *sh = call->sh;
+  if (g_atomic_int_get(&sh->q->stop)) return false;
+  for (size_t k = 0; k < call->n_which; k++)
+    if (call->which[k] == index) call->delivered[k] = true;
+  fe_item *it;
+  if (err || !samples) {
+    it = failure_item(index, err ? err->code : VS_ERROR_AUDIO, err ? err->message : "no audio");
+  } else if (n_samples == 0) {
+    const vs_utt *u = vs_corpus_utt(sh->corpus, index);
+    gchar *msg = g_strdup_printf("%s: no audio samples", u->source);
+    it = failure_item(index, VS_ERROR_AUDIO, msg);
+    g_free(msg);
+  } else {
+    size_t n_frames = vs_mel_n_frames(n_samples, sh->o->pad_samples);
+    float *mel = g_try_new(float, n_frames *(size_t)sh->o->n_mels);
+    GError *merr = NULL;
+    if (!mel) {
+      const vs_utt *u = vs_corpus_utt(sh->corpus, index);
+      gchar *msg =
+          g_strdup_printf("%s: cannot allocate %zu frames of features", u->source, n_frames);
+      it = failure_item(index, VS_ERROR_INTERNAL, msg);
+      g_free(msg);
+    } else if (!vs_mel_compute(sh->mel, samples, n_samples, sh->o->pad_samples, mel, &merr)) {
+      it = failure_item(index, merr->code, merr->message);
+      g_clear_error(&merr);
+      g_free(mel);
+    } else {
+      it = g_new0(fe_item, 1);
+      it->index = index;
+      it->mel = mel;
+      it->n_frames = n_frames;
+      it->n_samples = n_samples;
+    }
+  }
+  queue_push(sh->q, it);
+  return true;
+}
+
+static gpointer fe_worker(gpointer data) {
+  fe_shared *sh = data;
+  for (;;) {
+    if (g_atomic_int_get(&sh->q->stop)) break;
+    size_t c = (size_t)g_atomic_int_add(&sh->next_chunk, 1);
+    size_t start = c * sh->chunk;
+    if (start >= sh->n_own) break;
+    size_t n = MIN(sh->chunk, sh->n_own - start);
+    fe_call call = {sh, g_new0(bool, n), sh->own + start, n};
+    GError *err = NULL;
+    bool ok = vs_corpus_for_each_audio(sh->corpus, call.which, n, fe_on_audio, &call, &err);
+    if (!g_atomic_int_get(&sh->q->stop)) {
+      /* A failure of the whole call (an unreadable archive): whatever it did not deliver fails
+       * with its reason, and the job goes on. */
+      for (size_t k = 0; k < n; k++) {
+        if (call.delivered[k]) continue;
+        const vs_utt *u = vs_corpus_utt(sh->corpus, call.which[k]);
+        gchar *msg = !ok && err
+                         ? g_strdup(err->message)
+                         : g_strdup_printf("%s: the corpus reader did not deliver this utterance",
+                                           u->source);
+        queue_push(sh->q,
+                   failure_item(call.which[k], !ok && err ? err->code : VS_ERROR_INTERNAL, msg));
+        g_free(msg);
+      }
+    }
+    g_clear_error(&err);
+    g_free(call.delivered);
+  }
+  g_mutex_lock(&sh->q->lock);
+  sh->q->workers_left--;
+  g_cond_broadcast(&sh->q->not_empty);
+  g_mutex_unlock(&sh->q->lock);
+  return NULL;
+}
+
+/* ---- per-rank outputs ---- */
+
+typedef struct {
+  const prepare_opts *o;
+  vs_coll *c;
+  int rank, world, run;
+  const vs_corpus *corpus;
+  vs_journal *journal;
+  int errors_fd;
+  char *errors_path;
+  vs_featstore_writer *shard;
+  int shard_seq;
+  GPtrArray *shard_ids;    /* char* (borrowed from the corpus) of the open shard, row order */
+  GArray *shard_durations; /* double */
+  GArray *shard_frames;    /* int64_t */
+  size_t n_done, n_failed, n_published;
+  double done_s;
+} writer_state;
+
+static bool append_error_line(writer_state *w, const char *stage, const char *id,
+                              const char *source, int code, const char *reason, GError **err) {
+  JsonBuilder *b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "stage");
+  json_builder_add_string_value(b, stage);
+  json_builder_set_member_name(b, "id");
+  if (id)
+    json_builder_add_string_value(b, id);
+  else
+    json_builder_add_null_value(b);
+  json_builder_set_member_name(b, "source");
+  json_builder_add_string_value(b, source ? source : "");
+  json_builder_set_member_name(b, "code");
+  json_builder_add_string_value(b, vs_error_code_name(code));
+  json_builder_set_member_name(b, "reason");
+  json_builder_add_string_value(b, reason ? reason : "");
+  json_builder_set_member_name(b, "rank");
+  json_builder_add_int_value(b, w->rank);
+  json_builder_set_member_name(b, "run");
+  json_builder_add_int_value(b, w->run);
+  json_builder_end_object(b);
+  JsonGenerator *g = json_generator_new();
+  JsonNode *root = json_builder_get_root(b);
+  json_generator_set_root(g, root);
+  gchar *text = json_generator_to_data(g, NULL);
+  gchar *line = g_strconcat(text, "\n", NULL);
+  bool ok = vs_fs_append_sync(w->errors_fd, w->errors_path, line, strlen(line), err);
+  g_free(line);
+  g_free(text);
+  json_node_unref(root);
+  g_object_unref(g);
+  g_object_unref(b);
+  return ok;
+}
+
+static bool open_shard(writer_state *w, GError **err) {
+  w->shard_seq++;
+  gchar *name = g_strdup_printf("shard-run%04d-r%05d-%06d.h5", w->run, w->rank, w->shard_seq);
+  gchar *path = g_build_filename(w->o->out, "shards", name, NULL);
+  w->shard = vs_featstore_create(path, w->o->n_mels, w->o->pad_samples, err);
+  g_free(path);
+  g_free(name);
+  g_ptr_array_set_size(w->shard_ids, 0);
+  g_array_set_size(w->shard_durations, 0);
+  g_array_set_size(w->shard_frames, 0);
+  return w->shard != NULL;
+}
+
+/* Publish first, journal second: a crash in between leaves an orphan the next run removes. */
+static bool close_shard(writer_state *w, GError **err) {
+  if (!w->shard) return true;
+  if (vs_featstore_n_utts(w->shard) == 0) {
+    vs_featstore_abort(w->shard);
+    w->shard = NULL;
+    return true;
+  }
+  gchar *base = g_path_get_basename(vs_featstore_final_path(w->shard));
+  gchar *rel = g_build_filename("shards", base, NULL);
+  size_t n = w->shard_ids->len;
+  double secs = vs_featstore_seconds(w->shard);
+  bool ok = vs_featstore_publish(w->shard, err);
+  w->shard = NULL;
+  if (ok) {
+    w->n_published++;
+    if (w->o->test_exit_after_publish > 0 && (int)w->n_published >= w->o->test_exit_after_publish) {
+      vs_warn("test hook: exiting after publishing %s without journalling it", rel);
+      _exit(137);
+    }
+    ok = vs_journal_add_shard(w->journal, rel, (const char *const *)w->shard_ids->pdata,
+                              (const double *)(void *)w->shard_durations->data,
+                              (const int64_t *)(void *)w->shard_frames->data, n, err);
+    if (ok) vs_info("published %s: %zu utterances, %.1f s of audio", rel, n, secs);
+  }
+  g_free(rel);
+  g_free(base);
+  return ok;
+}
+
+static bool write_item(writer_state *w, const fe_item *it, GError **err) {
+  const vs_utt *u = vs_corpus_utt(w->corpus, it->index);
+  if (it->code) {
+    w->n_failed++;
+    vs_warn("utterance %s failed: %s", u->id, vs_error_code_name(it->code));
+    return vs_journal_add_failure(w->journal, u->id, u->source, it->code, it->reason, err) &&
+           append_error_line(w, "decode", u->id, u->source, it->code, it->reason, err);
+  }
+  if (!w->shard && !open_shard(w, err)) return false;
+  double dur = (double)it->n_samples / VS_AUDIO_RATE;
+  vs_featstore_meta meta = {.id = u->id,
+                            .source = u->source,
+                            .text = u->text,
+                            .speaker = u->speaker,
+                            .language = u->language,
+                            .n_samples = it->n_samples,
+                            .duration_s = dur};
+  if (!vs_featstore_append(w->shard, &meta, it->mel, it->n_frames, err)) return false;
+  g_ptr_array_add(w->shard_ids, u->id);
+  g_array_append_val(w->shard_durations, dur);
+  int64_t nf = (int64_t)it->n_frames;
+  g_array_append_val(w->shard_frames, nf);
+  w->n_done++;
+  w->done_s += dur;
+  if (vs_featstore_seconds(w->shard) >= w->o->shard_seconds) return close_shard(w, err);
+  return true;
+}
+
+/* ---- helpers ---- */
+
+static guint64 fnv1a(guint64 h, const char *s) {
+  for (; *s; s++)
+    h = (h ^ (guchar)*s) * 1099511628211ull;
+  return (h ^ 0xff) * 1099511628211ull;
+}
+
+static bool remove_matching(const char *dir, const char *prefix, const char *suffix, GError **err) {
+  GDir *d = g_dir_open(dir, 0, NULL);
+  if (!d) return true;
+  const char *name;
+  bool ok = true;
+  while (ok && (name = g_dir_read_name(d))) {
+    if (!g_str_has_prefix(name, prefix) || !g_str_has_suffix(name, suffix)) continue;
+    gchar *p = g_build_filename(dir, name, NULL);
+    if (unlink(p) != 0 && errno != ENOENT) {
+      g_set_error(err, VS_ERROR, VS_ERROR_IO, "%s: cannot remove: %s", p, g_strerror(errno));
+      ok = false;
+    }
+    g_free(p);
+  }
+  g_dir_close(d);
+  return ok;
+}
+
+/* Every rank calls this with its local success; all learn whether anyone failed. */
+static bool agree(vs_coll *c, bool local_ok, const char *stage) {
+  GError *err = NULL;
+  int64_t total = 0;
+  if (!vs_coll_count_errors(c, local_ok ? 0 : 1, &total, &err)) {
+    vs_error("%s: %s", stage, err->message);
+    g_clear_error(&err);
+    vs_coll_abort(c, VS_PREPARE_EXIT_FATAL); /* ranks can no longer agree: stop them all */
+  }
+  if (total > 0 && local_ok) vs_error("%s: %lld rank(s) failed; stopping", stage, (long long)total);
+  return total == 0;
+}
+
+static bool write_summary(const char *out, JsonBuilder *b, GError **err) {
+  JsonGenerator *g = json_generator_new();
+  JsonNode *root = json_builder_get_root(b);
+  json_generator_set_root(g, root);
+  json_generator_set_pretty(g, TRUE);
+  gsize len = 0;
+  gchar *text = json_generator_to_data(g, &len);
+  gchar *data = g_strconcat(text, "\n", NULL);
+  gchar *path = g_build_filename(out, "summary.json", NULL);
+  bool ok = vs_fs_write_atomic(path, data, strlen(data), err);
+  g_free(path);
+  g_free(data);
+  g_free(text);
+  json_node_unref(root);
+  g_object_unref(g);
+  return ok;
+}
+
+static void jint(JsonBuilder *b, const char *k, gint64 v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_int_value(b, v);
+}
+static void jdbl(JsonBuilder *b, const char *k, double v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_double_value(b, v);
+}
+static void jstr(JsonBuilder *b, const char *k, const char *v) {
+  json_builder_set_member_name(b, k);
+  json_builder_add_string_value(b, v);
+}
+
+static gint cmp_index_utt(gconstpointer a, gconstpointer b) {
+  return strcmp(((const vs_featstore_index_utt *)a)->id, ((const vs_featstore_index_utt *)b)->id);
+}
+
+/* Rank 0, at the end: the corpus index from every journal, then the job summary. */
+static bool write_index(const prepare_opts *o, const vs_corpus *corpus, size_t *n_index_utts,
+                        double *index_seconds, GError **err) {
+  vs_journal_state *js = vs_journal_load(o->out, err);
+  if (!js) return false;
+  GArray *utts = g_array_new(FALSE, FALSE, sizeof(vs_featstore_index_utt));
+  GArray *shards = g_array_new(FALSE, FALSE, sizeof(vs_featstore_index_shard));
+  GArray *failed = g_array_new(FALSE, FALSE, sizeof(vs_featstore_index_failure));
+  double total = 0;
+  for (size_t s = 0; s < vs_journal_n_shards(js); s++) {
+    const vs_journal_shard *sh = vs_journal_shard_at(js, s);
+    double secs = 0;
+    for (size_t r = 0; r < sh->n; r++) {
+      size_t si = 0, row = 0;
+      /* Only the record that counts for an id (duplicates can only come from tampering). */
+      if (!vs_journal_lookup(js, sh->ids[r], &si, &row) || si != s || row != r) continue;
+      vs_featstore_index_utt u = {sh->ids[r], sh->file, r, (uint64_t)sh->n_frames[r],
+                                  sh->durations_s[r]};
+      g_array_append_val(utts, u);
+      secs += sh->durations_s[r];
+    }
+    vs_featstore_index_shard x = {sh->file, sh->rank, sh->run, sh->n, secs};
+    g_array_append_val(shards, x);
+    total += secs;
+  }
+  /* Sorted by id so that a reader can bisect. */
+  g_array_sort(utts, cmp_index_utt);
+  for (size_t i = 0; i < vs_journal_n_failures(js); i++) {
+    const vs_journal_failure *f = vs_journal_failure_at(js, i);
+    vs_featstore_index_failure x = {f->id, f->source, f->code, f->reason};
+    g_array_append_val(failed, x);
+  }
+  for (size_t i = 0; i < vs_corpus_n_problems(corpus); i++) {
+    const vs_corpus_problem *p = vs_corpus_problem_at(corpus, i);
+    vs_featstore_index_failure x = {"", p->source, vs_error_code_name(p->code), p->reason};
+    g_array_append_val(failed, x);
+  }
+  gchar *path = g_build_filename(o->out, "index.h5", NULL);
+  bool ok = vs_featstore_write_index(
+      path, o->n_mels, o->pad_samples, (const vs_featstore_index_utt *)(void *)utts->data,
+      utts->len, (const vs_featstore_index_shard *)(void *)shards->data, shards->len,
+      (const vs_featstore_index_failure *)(void *)failed->data, failed->len, err);
+  if (ok)
+    vs_info("index %s: %u utterances in %u shards, %.3f h, %u failures", path, utts->len,
+            shards->len, total / 3600.0, failed->len);
+  *n_index_utts = utts->len;
+  *index_seconds = total;
+  g_free(path);
+  g_array_free(utts, TRUE);
+  g_array_free(shards, TRUE);
+  g_array_free(failed, TRUE);
+  vs_journal_state_free(js);
+  return ok;
+}
+
+static int sort_by_source(const void *a, const void *b, void *data) {
+  const vs_corpus *c = data;
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  const vs_utt *u = vs_corpus_utt(c, x), *v = vs_corpus_utt(c, y);
+  int k = strcmp(u->path, v->path);
+  if (k) return k;
+  if (u->start_s != v->start_s) return u->start_s < v->start_s ? -1 : 1;
+  return x < y ? -1 : x > y;
+}
+
+/* ---- the job ---- */
+
+static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inputs,
+                       size_t n_inputs) {
+  int rank = vs_coll_rank(c), world = vs_coll_size(c);
+  gint64 t_start = g_get_monotonic_time();
+  GError *err = NULL;
+  int exit_code = VS_PREPARE_EXIT_FATAL;
+  int lock_fd = -1;
+  vs_corpus *corpus = NULL;
+  GHashTable *done = NULL;
+  void *done_blob = NULL;
+  size_t done_blob_size = 0;
+  double *durations = NULL, *all_durs = NULL;
+  size_t *own = NULL;
+  int *rank_of = NULL;
+  double *load_s = NULL;
+  vs_mel *mel = NULL;
+  vs_progress *progress = NULL;
+  writer_state w = {.o = o, .c = c, .rank = rank, .world = world, .errors_fd = -1};
+  w.shard_ids = g_ptr_array_new();
+  w.shard_durations = g_array_new(FALSE, FALSE, sizeof(double));
+  w.shard_frames = g_array_new(FALSE, FALSE, sizeof(int64_t));
+
+  /* 1. Rank 0 alone reads the journals and clears what a killed run left behind, before anyone
+   *    writes; the others get the done ids by broadcast, so all ranks plan from the same set. */
+  int32_t run = 0;
+  bool ok = true;
+  if (rank == 0) {
+    gchar *shards_dir = g_build_filename(o->out, "shards", NULL);
+    gchar *errors_dir = g_build_filename(o->out, "errors", NULL);
+    gchar *lock_path = g_build_filename(o->out, ".prepare.lock", NULL);
+    ok = vs_fs_mkdir_p(shards_dir, &err) && vs_fs_mkdir_p(errors_dir, &err);
+    if (ok) {
+      lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+      if (lock_fd < 0) {
+        g_set_error(&err, VS_ERROR, VS_ERROR_IO, "%s: cannot open lock file: %s", lock_path,
+                    g_strerror(errno));
+        ok = false;
+      } else if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+          g_set_error(&err, VS_ERROR, VS_ERROR_IO,
+                      "%s: another prepare job is writing to this output folder", lock_path);
+          ok = false;
+        } else {
+          vs_warn(
+              "%s: file locks unsupported here (%s); make sure no other job writes to this folder",
+              lock_path, g_strerror(errno));
+        }
+      }
+    }
+    vs_journal_state *js = ok ? vs_journal_load(o->out, &err) : NULL;
+    ok = ok && js;
+    size_t removed = 0;
+    ok = ok && vs_journal_remove_orphans(js, o->out, &removed, &err);
+    ok = ok && remove_matching(errors_dir, "rank-", ".jsonl", &err);
+    if (ok) {
+      run = vs_journal_max_run(js) + 1;
+      GString *blob = g_string_new(NULL);
+      g_string_append_len(blob, (const char *)&run, sizeof run);
+      for (size_t s = 0; s < vs_journal_n_shards(js); s++) {
+        const vs_journal_shard *sh = vs_journal_shard_at(js, s);
+        for (size_t r = 0; r < sh->n; r++)
+          g_string_append_len(blob, sh->ids[r], (gssize)strlen(sh->ids[r]) + 1);
+      }
+      done_blob_size = blob->len;
+      done_blob = g_string_free(blob, FALSE);
+      vs_info(
+          "run %d: journal holds %zu done utterances in %zu shards (%zu torn, %zu missing shards); "
+          "%zu orphan/temp files removed",
+          run, vs_journal_n_done(js), vs_journal_n_shards(js), vs_journal_n_torn(js),
+          vs_journal_n_missing(js), removed);
+    }
+    vs_journal_state_free(js);
+    g_free(shards_dir);
+    g_free(errors_dir);
+    g_free(lock_path);
+    if (!ok) vs_error("%s", err->message);
+    g_clear_error(&err);
+  }
+  if (!agree(c, ok, "reading the journal")) goto out;
+  if (!vs_coll_bcast_alloc(c, &done_blob, &done_blob_size, 0, &err)) goto fatal;
+  memcpy(&run, done_blob, sizeof run);
+  w.run = run;
+  done = g_hash_table_new(g_str_hash, g_str_equal);
+  for (size_t p = sizeof run; p < done_blob_size;) {
+    const char *id = (const char *)done_blob + p;
+    g_hash_table_add(done, (gpointer)id);
+    p += strlen(id) + 1;
+  }
+
+  /* 2. Every rank scans the same corpus (deterministic ids) and checks that it saw the same. */
+  corpus = vs_corpus_scan(inputs, n_inputs, &err);
+  if (!corpus) vs_error("%s", err->message);
+  g_clear_error(&err);
+  if (!agree(c, corpus != NULL, "scanning the corpus")) goto out;
+  size_t n = vs_corpus_size(corpus);
+  {
+    guint64 h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++)
+      h = fnv1a(h, vs_corpus_utt(corpus, i)->id);
+    int64_t mm[4] = {(int64_t)n, (int64_t)h, -(int64_t)n, -(int64_t)h};
+    if (!vs_coll_allreduce_i64(c, mm, 4, VS_COLL_MAX, &err)) goto fatal;
+    if (mm[0] != -mm[2] || mm[1] != -mm[3]) {
+      vs_error("ranks see different corpora (utterance counts or ids differ between hosts): inputs "
+               "must be "
+               "the same shared paths on every node");
+      goto out;
+    }
+  }
+  vs_info("corpus: %zu utterances, %zu problems while scanning", n, vs_corpus_n_problems(corpus));
+
+  /* 3. Probe durations, split over ranks, and share them. */
+  ok = vs_corpus_probe_durations(corpus, (size_t)rank, (size_t)world, &err);
+  if (!ok) vs_error("probing durations: %s", err->message);
+  g_clear_error(&err);
+  if (!agree(c, ok, "probing durations")) goto out;
+  {
+    size_t mine = 0;
+    for (size_t i = (size_t)rank; i < n; i += (size_t)world)
+      mine++;
+    durations = g_new0(double, mine ? mine : 1);
+    size_t k = 0;
+    for (size_t i = (size_t)rank; i < n; i += (size_t)world)
+      durations[k++] = vs_corpus_utt(corpus, i)->duration_s;
+    size_t *counts = g_new0(size_t, world);
+    ok = vs_coll_allgatherv_f64(c, durations, mine, &all_durs, counts, &err);
+    g_free(counts);
+    if (!ok) goto fatal;
+    size_t pos = 0;
+    for (int r = 0; r < world; r++)
+      for (size_t i = (size_t)r; i < n; i += (size_t)world) {
+        double d = all_durs[pos++];
+        vs_corpus_utt(corpus, i)->duration_s = d < 0 ? 0 : d;
+      }
+  }
+
+  /* 4. Plan what is not done yet. */
+  size_t n_todo = 0, n_skipped = 0;
+  double total_todo_s = 0;
+  GPtrArray *todo_ids = g_ptr_array_new();
+  GArray *todo_durs = g_array_new(FALSE, FALSE, sizeof(double));
+  GArray *todo_idx = g_array_new(FALSE, FALSE, sizeof(size_t));
+  for (size_t i = 0; i < n; i++) {
+    vs_utt *u = vs_corpus_utt(corpus, i);
+    if (g_hash_table_contains(done, u->id)) {
+      n_skipped++;
+      continue;
+    }
+    g_ptr_array_add(todo_ids, u->id);
+    g_array_append_val(todo_durs, u->duration_s);
+    g_array_append_val(todo_idx, i);
+    total_todo_s += u->duration_s;
+  }
+  n_todo = todo_ids->len;
+  rank_of = g_new0(int, n_todo ? n_todo : 1);
+  load_s = g_new0(double, world);
+  vs_plan_assign((const char *const *)todo_ids->pdata, (const double *)(void *)todo_durs->data,
+                 n_todo, world, rank_of, load_s);
+  size_t n_own = 0;
+  own = g_new0(size_t, n_todo ? n_todo : 1);
+  for (size_t k = 0; k < n_todo; k++)
+    if (rank_of[k] == rank) own[n_own++] = g_array_index(todo_idx, size_t, k);
+  g_ptr_array_free(todo_ids, TRUE);
+  g_array_free(todo_durs, TRUE);
+  g_array_free(todo_idx, TRUE);
+  /* Source order: files and tar members are read in sequence, not at random. */
+  g_qsort_with_data(own, (gint)n_own, sizeof(size_t), sort_by_source, corpus);
+  vs_info("run %d: %zu to do (%.3f h), %zu already done; this rank: %zu utterances, %.1f s planned",
+          run, n_todo, total_todo_s / 3600.0, n_skipped, n_own, load_s[rank]);
+
+  /* 5. Per-rank outputs. */
+  w.corpus = corpus;
+  w.journal = vs_journal_open(o->out, rank, run, world, &err);
+  ok = w.journal != NULL;
+  if (ok) {
+    w.errors_path = g_strdup_printf("%s/errors/rank-%05d.jsonl", o->out, rank);
+    w.errors_fd = open(w.errors_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0664);
+    if (w.errors_fd < 0) {
+      g_set_error(&err, VS_ERROR, VS_ERROR_IO, "%s: cannot create errors file: %s", w.errors_path,
+                  g_strerror(errno));
+      ok = false;
+    }
+  }
+  if (ok && rank == 0)
+    for (size_t i = 0; ok && i < vs_corpus_n_problems(corpus); i++) {
+      const vs_corpus_problem *p = vs_corpus_problem_at(corpus, i);
+      ok = append_error_line(&w, "scan", NULL, p->source, p->code, p->reason, &err);
+    }
+  if (ok) {
+    mel = vs_mel_init(o->n_mels, &err);
+    ok = mel != NULL;
+  }
+  if (!ok) vs_error("%s", err->message);
+  g_clear_error(&err);
+  if (!agree(c, ok, "opening outputs")) goto out;
+  progress =
+      vs_progress_new(c, "prepare", total_todo_s, o->progress_interval, o->progress_mode, &err);
+  if (!progress) goto fatal;
+
+  /* 6. Front end on worker threads, HDF5 writer (and all MPI) on this thread. */
+  bool writer_ok = true;
+  {
+    fe_queue q = {.capacity = o->queue, .workers_left = o->threads};
+    g_mutex_init(&q.lock);
+    g_cond_init(&q.not_full);
+    g_cond_init(&q.not_empty);
+    g_queue_init(&q.items);
+    /* Chunks small enough to balance threads, large enough to read a tar archive few times. */
+    size_t chunk = n_own / ((size_t)o->threads * 4);
+    chunk = CLAMP(chunk, 1, 64);
+    fe_shared sh = {
+        .corpus = corpus, .mel = mel, .o = o, .q = &q, .own = own, .n_own = n_own, .chunk = chunk};
+    GThread **threads = g_new0(GThread *, o->threads);
+    for (int t = 0; t < o->threads; t++)
+      threads[t] = g_thread_new("vs-frontend", fe_worker, &sh);
+    GError *werr = NULL;
+    for (;;) {
+      bool finished = false;
+      fe_item *it = queue_pop(&q, 100000, &finished);
+      if (it) {
+        if (writer_ok) {
+          const vs_utt *u = vs_corpus_utt(corpus, it->index);
+          if (!write_item(&w, it, &werr)) {
+            writer_ok = false;
+            g_atomic_int_set(&q.stop, 1);
+            g_mutex_lock(&q.lock);
+            g_cond_broadcast(&q.not_full);
+            g_mutex_unlock(&q.lock);
+          } else {
+            vs_progress_add(progress, it->code ? 0 : (double)it->n_samples / VS_AUDIO_RATE,
+                            it->code ? 0 : 1, it->code ? 1 : 0);
+            vs_debug("utterance %s: %s, %zu frames", u->id, it->code ? "failed" : "done",
+                     it->n_frames);
+          }
+          if (o->test_delay_ms > 0) g_usleep((gulong)o->test_delay_ms * 1000);
+        }
+        item_free(it);
+      }
+      if (writer_ok && !vs_progress_tick(progress, &werr)) {
+        /* Progress is cosmetic, but an MPI failure here means the job is in trouble. */
+        writer_ok = false;
+        g_atomic_int_set(&q.stop, 1);
+      }
+      if (finished) break;
+    }
+    for (int t = 0; t < o->threads; t++)
+      g_thread_join(threads[t]);
+    g_free(threads);
+    fe_item *left;
+    while ((left = g_queue_pop_head(&q.items)))
+      item_free(left);
+    g_mutex_clear(&q.lock);
+    g_cond_clear(&q.not_full);
+    g_cond_clear(&q.not_empty);
+    if (writer_ok && !close_shard(&w, &werr)) writer_ok = false;
+    if (!writer_ok) {
+      vs_featstore_abort(w.shard);
+      w.shard = NULL;
+      vs_error("writing outputs: %s (published shards are kept; a rerun redoes the rest)",
+               werr ? werr->message : "unknown error");
+    }
+    g_clear_error(&werr);
+  }
+  double job_audio_s = 0;
+  size_t job_done = 0, job_failed = 0;
+  if (!vs_progress_finish(progress, &job_audio_s, &job_done, &job_failed, &err)) goto fatal;
+  vs_journal_close(w.journal);
+  w.journal = NULL;
+  if (!agree(c, writer_ok, "processing utterances")) goto out;
+
+  /* 7. Rank 0: index and summary from everything journalled, this run and earlier ones. */
+  int32_t final_code = VS_PREPARE_EXIT_OK;
+  if (rank == 0) {
+    size_t n_index = 0;
+    double index_s = 0;
+    double wall = (double)(g_get_monotonic_time() - t_start) / 1e6;
+    size_t n_problems = vs_corpus_n_problems(corpus);
+    bool some_failed = job_failed > 0 || n_problems > 0;
+    final_code = some_failed ? VS_PREPARE_EXIT_SOME_FAILED : VS_PREPARE_EXIT_OK;
+    ok = write_index(o, corpus, &n_index, &index_s, &err);
+    if (ok) {
+      JsonBuilder *b = json_builder_new();
+      json_builder_begin_object(b);
+      jstr(b, "command", "prepare");
+      jstr(b, "voxshard_version", VS_VERSION);
+      jint(b, "run", run);
+      jint(b, "world_size", world);
+      jint(b, "utterances_in_corpus", (gint64)n);
+      jint(b, "done", (gint64)job_done);
+      jint(b, "failed", (gint64)job_failed);
+      jint(b, "corpus_problems", (gint64)n_problems);
+      jint(b, "skipped_as_done", (gint64)n_skipped);
+      jdbl(b, "audio_hours_done", job_audio_s / 3600.0);
+      jdbl(b, "audio_hours_planned", total_todo_s / 3600.0);
+      jint(b, "utterances_in_index", (gint64)n_index);
+      jdbl(b, "audio_hours_in_index", index_s / 3600.0);
+      jdbl(b, "wall_seconds", wall);
+      jdbl(b, "x_real_time", wall > 0 ? job_audio_s / wall : 0.0);
+      jint(b, "n_mels", o->n_mels);
+      jint(b, "threads_per_rank", o->threads);
+      json_builder_set_member_name(b, "planned_seconds_per_rank");
+      json_builder_begin_array(b);
+      for (int r = 0; r < world; r++)
+        json_builder_add_double_value(b, load_s[r]);
+      json_builder_end_array(b);
+      jint(b, "exit_code", final_code);
+      json_builder_end_object(b);
+      ok = write_summary(o->out, b, &err);
+      g_object_unref(b);
+    }
+    if (!ok) {
+      vs_error("%s", err->message);
+      g_clear_error(&err);
+      final_code = VS_PREPARE_EXIT_FATAL;
+    } else {
+      vs_info("prepare done: %zu utterances (%.3f h) in %.1f s, %.1fx real time; %zu failed, %zu "
+              "corpus "
+              "problems, %zu skipped as done",
+              job_done, job_audio_s / 3600.0, wall, wall > 0 ? job_audio_s / wall : 0.0, job_failed,
+              n_problems, n_skipped);
+    }
+  }
+  if (!vs_coll_bcast(c, &final_code, sizeof final_code, 0, &err)) goto fatal;
+  exit_code = final_code;
+  goto out;
+
+fatal:
+  vs_error("%s", err ? err->message : "unknown error");
+  g_clear_error(&err);
+  /* A failed collective leaves the other ranks waiting: end them all. */
+  vs_coll_abort(c, VS_PREPARE_EXIT_FATAL);
+out:
+  if (progress) vs_progress_free(progress);
+  vs_featstore_abort(w.shard);
+  vs_journal_close(w.journal);
+  if (w.errors_fd >= 0) close(w.errors_fd);
+  g_free(w.errors_path);
+  g_ptr_array_free(w.shard_ids, TRUE);
+  g_array_free(w.shard_durations, TRUE);
+  g_array_free(w.shard_frames, TRUE);
+  vs_mel_free(mel);
+  g_free(own);
+  g_free(rank_of);
+  g_free(load_s);
+  g_free(durations);
+  g_free(all_durs);
+  if (done) g_hash_table_destroy(done);
+  g_free(done_blob);
+  vs_corpus_free(corpus);
+  if (lock_fd >= 0) close(lock_fd);
+  return exit_code;
+}
+
+static const char *usage_text = "voxshard prepare [options] --out=DIR INPUT...";
+static const char *summary_text =
+    "Turns a corpus (audio folders, tar shards, JSONL manifests, in any mix) into Whisper log-mel\n"
+    "feature shards (HDF5) across MPI ranks (mpirun -np N voxshard prepare ...). Resumable: rerun "
+    "the\n"
+    "same command, with any number of ranks, after a kill; finished shards are kept. See "
+    "docs/prepare.md.\n"
+    "\n"
+    "exit codes: 0 all utterances prepared; 3 finished, but some utterances or corpus items "
+    "failed\n"
+    "(OUT/errors/rank-*.jsonl, OUT/summary.json); 1 fatal error (a rerun resumes); 2 bad options.";
+
+int vs_cmd_prepare(int argc, char **argv) {
+  GError *err = NULL;
+  bool help = false;
+  vs_config *cfg = vs_config_new("prepare", prepare_specs, N_PREPARE_SPECS);
+  if (!vs_config_parse_args(cfg, argc, argv, &help, &err)) {
+    fprintf(stderr, "voxshard prepare: %s\n", err->message);
+    g_clear_error(&err);
+    vs_config_free(cfg);
+    return VS_PREPARE_EXIT_USAGE;
+  }
+  if (help) {
+    vs_config_print_help(cfg, usage_text, summary_text);
+    vs_config_free(cfg);
+    return VS_PREPARE_EXIT_OK;
+  }
+  const char *out = vs_config_get_string(cfg, "out");
+  if (!out || !*out || vs_config_n_positionals(cfg) == 0) {
+    fprintf(stderr, "voxshard prepare: %s\nusage: %s (--help for options)\n",
+            !out || !*out ? "--out is required" : "no input given", usage_text);
+    vs_config_free(cfg);
+    return VS_PREPARE_EXIT_USAGE;
+  }
+  vs_log_set_level((vs_log_level)vs_log_level_from_name(vs_config_get_string(cfg, "log-level")));
+  const char *pm = vs_config_get_string(cfg, "progress");
+  prepare_opts o = {
+      .out = out,
+      .n_mels = (int)vs_config_get_int(cfg, "n-mels"),
+      .shard_seconds = vs_config_get_double(cfg, "shard-seconds"),
+      .pad_samples = (size_t)vs_config_get_int(cfg, "pad-samples"),
+      .threads = (int)vs_config_get_int(cfg, "threads"),
+      .queue = (int)vs_config_get_int(cfg, "queue"),
+      .progress_interval = vs_config_get_double(cfg, "progress-interval"),
+      .progress_mode = !strcmp(pm, "tty")   ? VS_PROGRESS_TTY
+                       : !strcmp(pm, "log") ? VS_PROGRESS_LOG
+                       : !strcmp(pm, "off") ? VS_PROGRESS_OFF
+                                            : VS_PROGRESS_AUTO,
+      .test_delay_ms = (int)vs_config_get_int(cfg, "test-delay-ms"),
+      .test_exit_after_publish = (int)vs_config_get_int(cfg, "test-exit-after-publish"),
+  };
+  size_t n_inputs = vs_config_n_positionals(cfg);
+  const char **inputs = g_new0(const char *, n_inputs + 1);
+  for (size_t i = 0; i < n_inputs; i++)
+    inputs[i] = vs_config_positional(cfg, i);
+
+  vs_coll *c = vs_coll_init(&argc, &argv, &err);
+  if (!c) {
+    fprintf(stderr, "voxshard prepare: %s\n", err->message);
+    g_clear_error(&err);
+    g_free(inputs);
+    vs_config_free(cfg);
+    return VS_PREPARE_EXIT_FATAL;
+  }
+  vs_log_set_rank(vs_coll_rank(c), vs_coll_size(c));
+  if (vs_coll_rank(c) == 0) {
+    char *dump = vs_config_dump(cfg);
+    gchar **lines = g_strsplit(dump, "\n", -1);
+    for (gchar **l = lines; *l; l++)
+      if (**l) vs_debug("option %s", *l);
+    g_strfreev(lines);
+    g_free(dump);
+    vs_info("prepare: %d rank(s), %d front-end thread(s) each, n_mels %d, %zu input(s) -> %s",
+            vs_coll_size(c), o.threads, o.n_mels, n_inputs, out);
+  }
+  int rc = run_prepare(c, &o, inputs, n_inputs);
+  if (!vs_coll_finalize(c, &err)) {
+    vs_error("%s", err->message);
+    g_clear_error(&err);
+    if (rc == VS_PREPARE_EXIT_OK) rc = VS_PREPARE_EXIT_FATAL;
+  }
+  g_free(inputs);
+  vs_config_free(cfg);
+  return rc;
+}
