@@ -6,6 +6,7 @@
 #include "convert.h"
 #include "gpu.h"
 #include "log.h"
+#include "prepare.h"
 #include "vs_build_config.h"
 
 typedef struct {
@@ -15,6 +16,7 @@ typedef struct {
 } vs_command;
 
 static const vs_command commands[] = {
+    {"prepare", vs_cmd_prepare, "corpus -> sharded HDF5 log-mel feature stores, resumable"},
     {"convert", vs_cmd_convert, "import a faster-whisper/CTranslate2 or Hugging Face Whisper model"},
     {NULL, NULL, NULL},
 };
