@@ -40,4 +40,10 @@ if [ ! -f "$stamp" ] || ! cmp -s "$stamp" "$reqs"; then
   "$venv/bin/pip" install -q -r "$reqs"
   cp "$reqs" "$stamp"
 fi
+# Whisper's English spelling map (openai's english.json, MIT) ships in the whisper-normalizer
+# wheel; voxshard eval reads it from the cache at run time, it is never copied into git.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ ! -f "$cache/english.json" ] || [ "$site/whisper_normalizer/normalizers/english.json" -nt "$cache/english.json" ]; then
+  cp "$site/whisper_normalizer/normalizers/english.json" "$cache/english.json"
+fi
 echo "setup-deps: ok (venv: $venv)"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "convert.h"
+#include "eval.h"
 #include "gpu.h"
 #include "log.h"
 #include "prepare.h"
@@ -17,6 +18,7 @@ typedef struct {
 
 static const vs_command commands[] = {
     {"prepare", vs_cmd_prepare, "corpus -> sharded HDF5 log-mel feature stores, resumable"},
+    {"eval", vs_cmd_eval, "WER/CER of transcripts against references (sclite-equal counts)"},
     {"convert", vs_cmd_convert, "import a faster-whisper/CTranslate2 or Hugging Face Whisper model"},
     {NULL, NULL, NULL},
 };
