@@ -54,7 +54,12 @@ int vs_tokenizer_token_id(const vs_tokenizer *t, const char *token) {
 }
 
 static void set_token(vs_tokenizer *t, int id, const char *s) {
-  g_free(t->tokens[id]);
+  /* The table's keys are the token strings themselves: drop the old key before freeing it. */
+  if (t->tokens[id]) {
+    gpointer owner = g_hash_table_lookup(t->ids, t->tokens[id]);
+    if (GPOINTER_TO_INT(owner) == id + 1) g_hash_table_remove(t->ids, t->tokens[id]);
+    g_free(t->tokens[id]);
+  }
   t->tokens[id] = g_strdup(s);
   g_hash_table_replace(t->ids, t->tokens[id], GINT_TO_POINTER(id + 1));
 }
