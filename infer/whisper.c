@@ -1,9 +1,11 @@
 /* The Whisper encoder and decoder, written once against kernels/ops.h.
  *
- * Data layout: activations are row-major [positions][features]. Attention K and V are kept
- * fused as the model's fused projections produce them ([positions][2d], K then V), both for the
- * cross-attention K/V of each window and for the self-attention cache, so no projection output
- * is ever re-laid out: the attention op reads K at column 0 and V at column d with stride 2d.
+ * Data layout: activations are row-major [positions][features]. The self-attention cache keeps
+ * K and V fused as the fused projection produces them ([positions][2d], K then V): the attention
+ * op reads K at column 0 and V at column d with stride 2d. The cross-attention K/V, written once
+ * per window and read by every decoder step of every sequence, is laid out head-major
+ * ([K, V][head][1500][head_dim]) so that each head's keys stream contiguously; in bf16 mode both
+ * caches hold bf16, halving what a batched step reads.
  */
 #include "whisper.h"
 
@@ -13,6 +15,7 @@
 
 #include <omp.h>
 #include <string.h>
+#include <sys/mman.h>
 
 typedef struct {
   const float *g, *b; /* host [d] */
@@ -64,13 +67,19 @@ struct vs_whisper_state {
   float *e_qkv; /* [n_audio_ctx][3 d_a] */
   float *e_ffn; /* [n_audio_ctx][4 d_a] FFN hidden; also conv1's output [2 n_audio_ctx][d_a] */
 
-  /* Cross-attention K/V: [max_windows][n_text_layer][n_audio_ctx][2 d_t] (K | V per row). */
+  /* K/V caches hold bf16 in bf16 mode (the attention's matmul inputs are bf16 there anyway),
+   * fp32 otherwise: a batched decoder step is bound by reading them. kv_elt: bytes per element. */
+  bool kv16;
+  size_t kv_elt;
+
+  /* Cross-attention K/V: [max_windows][n_text_layer][K, V][n_text_head][n_audio_ctx][head_dim],
+   * head-major so that each head's 1500 keys are one contiguous stream for the decoder. */
   void *cross_arena;
-  float *cross_kv;
+  void *cross_kv;
 
   /* Self-attention KV cache: [max_seqs][n_text_layer][n_text_ctx][2 d_t] (K | V per row). */
   void *kv_arena;
-  float *self_kv;
+  void *self_kv;
   int *cache_len; /* [max_seqs] positions held */
 
   /* Decoder scratch for one pass of up to dec_rows new tokens. */
@@ -98,7 +107,13 @@ static void *arena_carve(const arena_field *f, int n) {
   size_t total = 0;
   for (int i = 0; i < n; i++)
     total += (f[i].bytes + 63) & ~(size_t)63;
-  char *base = total ? g_aligned_alloc0(1, total, 64) : NULL;
+  /* Big arenas (the K/V caches) are read at a 2d-element stride per head, a new page every row
+   * or so: on 2 MiB pages that stops costing a TLB miss per row. */
+  size_t huge = (size_t)2 << 20;
+  bool big = total >= 2 * huge;
+  char *base = total ? g_aligned_alloc(1, total, big ? huge : 64) : NULL;
+  if (big) madvise(base, total, MADV_HUGEPAGE); /* advice only: failure is harmless */
+  if (base) memset(base, 0, total);
   size_t off = 0;
   for (int i = 0; i < n; i++) {
     *f[i].dst = base + off;
@@ -308,6 +323,8 @@ vs_whisper_state *vs_whisper_state_init(vs_whisper *w, int max_windows, int max_
   st->max_windows = max_windows;
   st->max_seqs = max_seqs;
   st->dec_rows = max_seqs > (int)tc ? max_seqs : (int)tc;
+  st->kv16 = w->precision == VS_PRECISION_BF16;
+  st->kv_elt = st->kv16 ? sizeof(unsigned short) : sizeof(float);
   size_t dr = st->dec_rows;
 
   const arena_field enc[] = {
@@ -317,10 +334,10 @@ vs_whisper_state *vs_whisper_state_init(vs_whisper *w, int max_windows, int max_
       {"e_ffn", max_sz(ta * 4 * da, 2 * ta * da) * f, (void **)&st->e_ffn},
   };
   const arena_field cross[] = {
-      {"cross_kv", (size_t)max_windows * nl * ta * 2 * dt * f, (void **)&st->cross_kv},
+      {"cross_kv", (size_t)max_windows * nl * ta * 2 * dt * st->kv_elt, (void **)&st->cross_kv},
   };
   const arena_field kv[] = {
-      {"self_kv", (size_t)max_seqs * nl * tc * 2 * dt * f, (void **)&st->self_kv},
+      {"self_kv", (size_t)max_seqs * nl * tc * 2 * dt * st->kv_elt, (void **)&st->self_kv},
       {"cache_len", (size_t)max_seqs * sizeof(int), (void **)&st->cache_len},
   };
   const arena_field dec[] = {
@@ -376,10 +393,49 @@ static void use_threads(const vs_whisper *w) {
 
 /* ---- encoder ------------------------------------------------------------------------------ */
 
-static float *cross_at(const vs_whisper_state *st, int window, int layer) {
+static void *cross_at(const vs_whisper_state *st, int window, int layer) {
   const vs_whisper_hparams *hp = &st->w->hp;
   size_t per = (size_t)hp->n_audio_ctx * 2 * hp->n_text_state;
-  return st->cross_kv + ((size_t)window * hp->n_text_layer + layer) * per;
+  return (char *)st->cross_kv + ((size_t)window * hp->n_text_layer + layer) * per * st->kv_elt;
+}
+
+/* K at element 0 and V at element v_off of a cache, in the cache's type. */
+static void set_kv(const vs_whisper_state *st, vs_attn_args *a, const void *kv, size_t v_off) {
+  if (st->kv16) {
+    a->k16 = kv;
+    a->v16 = a->k16 + v_off;
+  } else {
+    a->k = kv;
+    a->v = a->k + v_off;
+  }
+}
+
+/* The fused projection's [ta][2d] (K | V per row) into the head-major cross cache. */
+static void cross_store(const vs_whisper_state *st, void *dst, const float *x, int ta, int d,
+                        int n_head) {
+  int hd = d / n_head;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < ta; t++)
+    for (int kh = 0; kh < 2 * n_head; kh++) {
+      const float *src = x + (size_t)t * 2 * d + (size_t)kh * hd;
+      size_t o = ((size_t)kh * ta + t) * hd;
+      if (st->kv16)
+        vs_ops_f32_to_bf16(src, (unsigned short *)dst + o, hd);
+      else
+        memcpy((float *)dst + o, src, (size_t)hd * sizeof(float));
+    }
+}
+
+/* rows x [n][width] fp32 (leading dimension ld) into the cache's rows [n][width]. */
+static void kv_store(const vs_whisper_state *st, void *dst, const float *x, int n, int width,
+                     long ld) {
+#pragma omp parallel for schedule(static) if (n > 64)
+  for (int i = 0; i < n; i++) {
+    if (st->kv16)
+      vs_ops_f32_to_bf16(x + i * ld, (unsigned short *)dst + (size_t)i * width, width);
+    else
+      memcpy((float *)dst + (size_t)i * width, x + i * ld, (size_t)width * sizeof(float));
+  }
 }
 
 static bool encode_window(vs_whisper_state *st, const float *mel, int window, GError **err) {
@@ -418,9 +474,12 @@ static bool encode_window(vs_whisper_state *st, const float *mel, int window, GE
     if (!o->linear(o, L->fc2, st->e_ffn, ta, st->e_x, VS_LINEAR_ACCUM, st->ws, err)) return false;
   }
   o->layer_norm(o, st->e_x, ta, d, w->enc_ln.g, w->enc_ln.b, st->e_h);
-  for (int l = 0; l < hp->n_text_layer; l++)
-    if (!o->linear(o, w->dec[l].xkv, st->e_h, ta, cross_at(st, window, l), 0, st->ws, err))
-      return false;
+  int dt = hp->n_text_state;
+  for (int l = 0; l < hp->n_text_layer; l++) {
+    /* e_qkv ([ta][3d]) is free by now and holds the [ta][2 d_t] before it is laid out. */
+    if (!o->linear(o, w->dec[l].xkv, st->e_h, ta, st->e_qkv, 0, st->ws, err)) return false;
+    cross_store(st, cross_at(st, window, l), st->e_qkv, ta, dt, hp->n_text_head);
+  }
   return true;
 }
 
@@ -447,10 +506,10 @@ bool vs_whisper_encoder_output(const vs_whisper_state *st, float *out, GError **
 
 /* ---- decoder ------------------------------------------------------------------------------ */
 
-static float *self_at(const vs_whisper_state *st, int slot, int layer) {
+static void *self_at(const vs_whisper_state *st, int slot, int layer) {
   const vs_whisper_hparams *hp = &st->w->hp;
   size_t per = (size_t)hp->n_text_ctx * 2 * hp->n_text_state;
-  return st->self_kv + ((size_t)slot * hp->n_text_layer + layer) * per;
+  return (char *)st->self_kv + ((size_t)slot * hp->n_text_layer + layer) * per * st->kv_elt;
 }
 
 /* Sequences [s0, s1): their new tokens fit dec_rows together. */
@@ -462,6 +521,7 @@ static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slo
   const vs_whisper_hparams *hp = &w->hp;
   int d = hp->n_text_state, hd = d / hp->n_text_head;
   int row0[s1 - s0 + 1];
+  vs_attn_args as[s1 - s0];
   int m = 0;
   for (int s = s0; s < s1; s++) {
     row0[s - s0] = m;
@@ -480,13 +540,10 @@ static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slo
     if (!o->linear(o, L->qkv, st->d_h, m, st->d_qkv, 0, st->ws, err)) return false;
     for (int s = s0; s < s1; s++) {
       int len = st->cache_len[seq_slot[s]], n = n_tokens[s], r = row0[s - s0];
-      float *kv = self_at(st, seq_slot[s], l);
-      for (int i = 0; i < n; i++)
-        memcpy(kv + (size_t)(len + i) * 2 * d, st->d_qkv + (size_t)(r + i) * 3 * d + d,
-               2 * (size_t)d * sizeof(float));
+      char *kv = self_at(st, seq_slot[s], l);
+      kv_store(st, kv + (size_t)len * 2 * d * st->kv_elt, st->d_qkv + (size_t)r * 3 * d + d, n,
+               2 * d, 3 * d);
       vs_attn_args a = {.q = st->d_qkv + (size_t)r * 3 * d,
-                        .k = kv,
-                        .v = kv + d,
                         .o = st->d_attn + (size_t)r * d,
                         .ld_q = 3 * d,
                         .ld_k = 2 * d,
@@ -498,29 +555,33 @@ static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slo
                         .head_dim = hd,
                         .causal = true,
                         .q_pos0 = len};
-      if (!o->attention(o, &a, st->ws, err)) return false;
+      set_kv(st, &a, kv, d);
+      as[s - s0] = a;
     }
+    if (!o->attention_batch(o, as, s1 - s0, st->ws, err)) return false;
     if (!o->linear(o, L->out, st->d_attn, m, st->d_x, VS_LINEAR_ACCUM, st->ws, err)) return false;
 
     o->layer_norm(o, st->d_x, m, d, L->ln_cross.g, L->ln_cross.b, st->d_h);
     if (!o->linear(o, L->xq, st->d_h, m, st->d_qkv, 0, st->ws, err)) return false;
     for (int s = s0; s < s1; s++) {
       int r = row0[s - s0];
-      const float *kv = cross_at(st, window_of[s], l);
+      const void *kv = cross_at(st, window_of[s], l);
       vs_attn_args a = {.q = st->d_qkv + (size_t)r * d,
-                        .k = kv,
-                        .v = kv + d,
                         .o = st->d_attn + (size_t)r * d,
                         .ld_q = d,
-                        .ld_k = 2 * d,
-                        .ld_v = 2 * d,
+                        .ld_k = hd,
+                        .ld_v = hd,
+                        .hs_k = (long)hp->n_audio_ctx * hd,
+                        .hs_v = (long)hp->n_audio_ctx * hd,
                         .ld_o = d,
                         .n_q = n_tokens[s],
                         .n_kv = hp->n_audio_ctx,
                         .n_head = hp->n_text_head,
                         .head_dim = hd};
-      if (!o->attention(o, &a, st->ws, err)) return false;
+      set_kv(st, &a, kv, (size_t)hp->n_audio_ctx * d);
+      as[s - s0] = a;
     }
+    if (!o->attention_batch(o, as, s1 - s0, st->ws, err)) return false;
     if (!o->linear(o, L->xout, st->d_attn, m, st->d_x, VS_LINEAR_ACCUM, st->ws, err)) return false;
 
     o->layer_norm(o, st->d_x, m, d, L->ln_ffn.g, L->ln_ffn.b, st->d_h);
@@ -593,7 +654,7 @@ void vs_whisper_cache_copy(vs_whisper_state *st, int dst_slot, int src_slot) {
   int len = st->cache_len[src_slot];
   for (int l = 0; l < hp->n_text_layer; l++)
     memcpy(self_at(st, dst_slot, l), self_at(st, src_slot, l),
-           (size_t)len * 2 * hp->n_text_state * sizeof(float));
+           (size_t)len * 2 * hp->n_text_state * st->kv_elt);
   st->cache_len[dst_slot] = len;
 }
 

@@ -13,6 +13,7 @@
 
 #include <dnnl.h>
 #include <dnnl_debug.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -402,12 +403,22 @@ static void cpu_embedding(vs_ops *ops, const float *table, int d, const int *ids
 
 /* Few queries (decoder steps): one pass per (head, query) over the keys in chunks with a
  * running max (online softmax), so nothing bigger than a chunk of scores exists; the work is
- * bound by reading the K/V cache, which a GEMM would not speed up. Always fp32. */
+ * bound by reading the K/V cache, which a GEMM would not speed up. fp32 arithmetic; K/V fp32
+ * or bf16 (widened on load). */
 enum { DIRECT_MAX_Q = 32, KV_CHUNK = 256 };
 
+static inline float kv_at(const float *x, const bf16_t *x16, long i) {
+  if (!x16) return x[i];
+  unsigned int u = (unsigned int)x16[i] << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Any head width, any ISA: the fallback. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-attend_row(const float *q, const float *k, long ld_k, const float *v, long ld_v, int n, int hd,
-           float scale, float *o) {
+attend_row(const float *q, const float *k, const bf16_t *k16, long ld_k, const float *v,
+           const bf16_t *v16, long ld_v, int n, int hd, float scale, float *o) {
   float acc[hd], sc[KV_CHUNK];
   for (int c = 0; c < hd; c++)
     acc[c] = 0;
@@ -416,17 +427,21 @@ attend_row(const float *q, const float *k, long ld_k, const float *v, long ld_v,
     int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
     float bm = -INFINITY;
     for (int j = 0; j < nb; j++) {
-      const float *kr = k + (long)(j0 + j) * ld_k;
-      float t[16] = {0};
-      int c = 0;
-      for (; c + 16 <= hd; c += 16)
-        for (int u = 0; u < 16; u++)
-          t[u] += q[c + u] * kr[c + u];
+      long r = (long)(j0 + j) * ld_k;
       float s = 0;
-      for (; c < hd; c++)
-        s += q[c] * kr[c];
-      for (int u = 0; u < 16; u++)
-        s += t[u];
+      if (!k16) {
+        float t[16] = {0};
+        int c = 0;
+        for (; c + 16 <= hd; c += 16)
+          for (int u = 0; u < 16; u++)
+            t[u] += q[c + u] * k[r + c + u];
+        for (; c < hd; c++)
+          s += q[c] * k[r + c];
+        for (int u = 0; u < 16; u++)
+          s += t[u];
+      } else
+        for (int c = 0; c < hd; c++)
+          s += q[c] * kv_at(k, k16, r + c);
       sc[j] = s * scale;
       bm = fmaxf(bm, sc[j]);
     }
@@ -438,9 +453,13 @@ attend_row(const float *q, const float *k, long ld_k, const float *v, long ld_v,
     for (int j = 0; j < nb; j++) {
       float p = fast_expf(sc[j] - nm);
       l += p;
-      const float *vr = v + (long)(j0 + j) * ld_v;
-      for (int c = 0; c < hd; c++)
-        acc[c] += p * vr[c];
+      long r = (long)(j0 + j) * ld_v;
+      if (!v16)
+        for (int c = 0; c < hd; c++)
+          acc[c] += p * v[r + c];
+      else
+        for (int c = 0; c < hd; c++)
+          acc[c] += p * kv_at(v, v16, r + c);
     }
     m = nm;
   }
@@ -449,18 +468,189 @@ attend_row(const float *q, const float *k, long ld_k, const float *v, long ld_v,
     o[c] = acc[c] * inv;
 }
 
-static bool attention_direct(const vs_attn_args *a) {
-  float scale = 1.0f / sqrtf((float)a->head_dim);
-  int work = a->n_head * a->n_q;
-#pragma omp parallel for schedule(static) if (work > 1)
-  for (int w = 0; w < work; w++) {
-    int h = w % a->n_head, i = w / a->n_head;
-    int n = a->causal ? a->q_pos0 + i + 1 : a->n_kv;
-    size_t off = (size_t)h * a->head_dim;
-    attend_row(a->q + (size_t)i * a->ld_q + off, a->k + off, a->ld_k, a->v + off, a->ld_v, n,
-               a->head_dim, scale, a->o + (size_t)i * a->ld_o + off);
+/* Head width 64 (every Whisper size) with AVX-512: q lives in four registers, scores of 16 keys
+ * are reduced together (one transpose-add tree instead of 16 horizontal sums), and the output
+ * accumulates in registers (two sets, so that consecutive keys do not wait on each other). */
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 ld16(const float *x, const bf16_t *x16, long i) {
+  if (!x16) return _mm512_loadu_ps(x + i);
+  __m256i h = _mm256_loadu_si256((const __m256i *)(x16 + i));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* out[u] = sum of the 16 lanes of v[u]. */
+AVX512 static inline __m512 hsum16x16(const __m512 *v) {
+  __m512 w[8], x[4], y[2];
+  for (int i = 0; i < 8; i++)
+    w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                         _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; i++) {
+    __m512d a = _mm512_castps_pd(w[2 * i]), b = _mm512_castps_pd(w[2 * i + 1]);
+    x[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
   }
-  return true;
+  for (int i = 0; i < 2; i++)
+    y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* Rows of one head are 256 (fp32) or 128 (bf16) bytes every ld elements: a stride the hardware
+ * prefetchers follow poorly across pages, so the kernel asks for rows PF_AHEAD ahead itself. */
+enum { PF_AHEAD = 12 };
+
+AVX512 static inline void pf_row(const float *x, const bf16_t *x16, long i) {
+  const char *p = x16 ? (const char *)(x16 + i) : (const char *)(x + i);
+  _mm_prefetch(p, _MM_HINT_T0);
+  _mm_prefetch(p + 64, _MM_HINT_T0);
+  if (!x16) {
+    _mm_prefetch(p + 128, _MM_HINT_T0);
+    _mm_prefetch(p + 192, _MM_HINT_T0);
+  }
+}
+
+AVX512 __attribute__((always_inline)) static inline void
+attend64_body(const float *q, const float *k, const bf16_t *k16, long ld_k, const float *v,
+              const bf16_t *v16, long ld_v, int n, float scale, float *o) {
+  __m512 vs = _mm512_set1_ps(scale);
+  __m512 q0 = _mm512_mul_ps(_mm512_loadu_ps(q), vs),
+         q1 = _mm512_mul_ps(_mm512_loadu_ps(q + 16), vs),
+         q2 = _mm512_mul_ps(_mm512_loadu_ps(q + 32), vs),
+         q3 = _mm512_mul_ps(_mm512_loadu_ps(q + 48), vs);
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  float sc[KV_CHUNK] __attribute__((aligned(64)));
+  float m = -INFINITY, l = 0;
+  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
+    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 16 <= nb; j += 16) {
+      __m512 p[16];
+      for (int u = 0; u < 16; u++) {
+        long r = (long)(j0 + j + u) * ld_k;
+        if (j0 + j + u + PF_AHEAD < n) pf_row(k, k16, r + PF_AHEAD * ld_k);
+        __m512 t = _mm512_mul_ps(q0, ld16(k, k16, r));
+        t = _mm512_fmadd_ps(q1, ld16(k, k16, r + 16), t);
+        t = _mm512_fmadd_ps(q2, ld16(k, k16, r + 32), t);
+        p[u] = _mm512_fmadd_ps(q3, ld16(k, k16, r + 48), t);
+      }
+      __m512 s16 = hsum16x16(p);
+      _mm512_store_ps(sc + j, s16);
+      vmax = _mm512_max_ps(vmax, s16);
+    }
+    float bm = _mm512_reduce_max_ps(vmax);
+    for (; j < nb; j++) {
+      long r = (long)(j0 + j) * ld_k;
+      __m512 t = _mm512_mul_ps(q0, ld16(k, k16, r));
+      t = _mm512_fmadd_ps(q1, ld16(k, k16, r + 16), t);
+      t = _mm512_fmadd_ps(q2, ld16(k, k16, r + 32), t);
+      t = _mm512_fmadd_ps(q3, ld16(k, k16, r + 48), t);
+      sc[j] = _mm512_reduce_add_ps(t);
+      bm = fmaxf(bm, sc[j]);
+    }
+    float nm = fmaxf(m, bm);
+    float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+    __m512 vc = _mm512_set1_ps(corr);
+    a0 = _mm512_mul_ps(a0, vc), a1 = _mm512_mul_ps(a1, vc), a2 = _mm512_mul_ps(a2, vc);
+    a3 = _mm512_mul_ps(a3, vc), b0 = _mm512_mul_ps(b0, vc), b1 = _mm512_mul_ps(b1, vc);
+    b2 = _mm512_mul_ps(b2, vc), b3 = _mm512_mul_ps(b3, vc);
+    float ls = 0;
+#pragma omp simd reduction(+ : ls)
+    for (int jj = 0; jj < nb; jj++) {
+      sc[jj] = fast_expf(sc[jj] - nm);
+      ls += sc[jj];
+    }
+    l = l * corr + ls;
+    j = 0;
+    for (; j + 2 <= nb; j += 2) {
+      long r = (long)(j0 + j) * ld_v;
+      if (j0 + j + 1 + PF_AHEAD < n) {
+        pf_row(v, v16, r + PF_AHEAD * ld_v);
+        pf_row(v, v16, r + (PF_AHEAD + 1) * ld_v);
+      }
+      __m512 p = _mm512_set1_ps(sc[j]), pn = _mm512_set1_ps(sc[j + 1]);
+      a0 = _mm512_fmadd_ps(p, ld16(v, v16, r), a0);
+      a1 = _mm512_fmadd_ps(p, ld16(v, v16, r + 16), a1);
+      a2 = _mm512_fmadd_ps(p, ld16(v, v16, r + 32), a2);
+      a3 = _mm512_fmadd_ps(p, ld16(v, v16, r + 48), a3);
+      r += ld_v;
+      b0 = _mm512_fmadd_ps(pn, ld16(v, v16, r), b0);
+      b1 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 16), b1);
+      b2 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 32), b2);
+      b3 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 48), b3);
+    }
+    if (j < nb) {
+      long r = (long)(j0 + j) * ld_v;
+      __m512 p = _mm512_set1_ps(sc[j]);
+      a0 = _mm512_fmadd_ps(p, ld16(v, v16, r), a0);
+      a1 = _mm512_fmadd_ps(p, ld16(v, v16, r + 16), a1);
+      a2 = _mm512_fmadd_ps(p, ld16(v, v16, r + 32), a2);
+      a3 = _mm512_fmadd_ps(p, ld16(v, v16, r + 48), a3);
+    }
+    m = nm;
+  }
+  __m512 inv = _mm512_set1_ps(1.0f / l);
+  _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_add_ps(a0, b0), inv));
+  _mm512_storeu_ps(o + 16, _mm512_mul_ps(_mm512_add_ps(a1, b1), inv));
+  _mm512_storeu_ps(o + 32, _mm512_mul_ps(_mm512_add_ps(a2, b2), inv));
+  _mm512_storeu_ps(o + 48, _mm512_mul_ps(_mm512_add_ps(a3, b3), inv));
+}
+
+AVX512 static void attend64_f32(const float *q, const float *k, long ld_k, const float *v,
+                                long ld_v, int n, float scale, float *o) {
+  attend64_body(q, k, NULL, ld_k, v, NULL, ld_v, n, scale, o);
+}
+
+AVX512 static void attend64_bf16(const float *q, const bf16_t *k, long ld_k, const bf16_t *v,
+                                 long ld_v, int n, float scale, float *o) {
+  attend64_body(q, NULL, k, ld_k, NULL, v, ld_v, n, scale, o);
+}
+
+static bool have_avx512;
+
+/* Work item w of one attention: head w % n_head of query w / n_head. */
+static void attend_item(const vs_attn_args *a, int w) {
+  int hd = a->head_dim, h = w % a->n_head, i = w / a->n_head;
+  int n = a->causal ? a->q_pos0 + i + 1 : a->n_kv;
+  size_t off = (size_t)h * hd;
+  size_t ko = (size_t)h * (a->hs_k ? a->hs_k : hd), vo = (size_t)h * (a->hs_v ? a->hs_v : hd);
+  float scale = 1.0f / sqrtf((float)hd);
+  const float *q = a->q + (size_t)i * a->ld_q + off;
+  float *o = a->o + (size_t)i * a->ld_o + off;
+  bool k16 = a->k16 != NULL, v16 = a->v16 != NULL;
+  if (have_avx512 && hd == 64 && k16 == v16) {
+    if (k16)
+      attend64_bf16(q, a->k16 + ko, a->ld_k, a->v16 + vo, a->ld_v, n, scale, o);
+    else
+      attend64_f32(q, a->k + ko, a->ld_k, a->v + vo, a->ld_v, n, scale, o);
+    return;
+  }
+  attend_row(q, k16 ? NULL : a->k + ko, k16 ? a->k16 + ko : NULL, a->ld_k, v16 ? NULL : a->v + vo,
+             v16 ? a->v16 + vo : NULL, a->ld_v, n, hd, scale, o);
+}
+
+/* All the few-query attentions of a batch in one parallel loop over (attention, head, query). */
+static void attention_direct(const vs_attn_args *const *as, int n) {
+  int start[n + 1];
+  start[0] = 0;
+  for (int i = 0; i < n; i++)
+    start[i + 1] = start[i] + as[i]->n_head * as[i]->n_q;
+  int total = start[n];
+#pragma omp parallel for schedule(dynamic, 1) if (total > 1)
+  for (int w = 0; w < total; w++) {
+    int lo = 0, hi = n - 1; /* the attention whose items hold w */
+    while (lo < hi) {
+      int mid = (lo + hi + 1) / 2;
+      if (start[mid] <= w)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    attend_item(as[lo], w - start[lo]);
+  }
 }
 
 /* Many queries (encoder, long prompts): heads become the batch of two oneDNN matmuls per block
@@ -531,19 +721,25 @@ static cpu_prim *bmm_prim(cpu_ops *c, int b, int m, int k, int n, dnnl_format_ta
   return cp;
 }
 
-/* Copies rows [r0, r0+n) of the head-interleaved x into head-major [H][n][hd] (converting to
- * the matmul type). */
-static void to_heads(const cpu_ops *c, const float *x, int ld, int r0, int n, int n_head, int hd,
-                     void *dst) {
+/* Copies rows [r0, r0+n) of the head-interleaved x (fp32, or bf16 where x16 is set) into
+ * head-major [H][n][hd] (converting to the matmul type). */
+static void to_heads(const cpu_ops *c, const float *x, const bf16_t *x16, int ld, long hs, int r0,
+                     int n, int n_head, int hd, void *dst) {
+  if (!hs) hs = hd;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int h = 0; h < n_head; h++)
     for (int r = 0; r < n; r++) {
-      const float *src = x + (size_t)(r0 + r) * ld + (size_t)h * hd;
+      size_t si = (size_t)(r0 + r) * ld + (size_t)h * hs;
       size_t o = ((size_t)h * n + r) * hd;
-      if (c->dt == dnnl_bf16)
-        row_to_bf16(src, (bf16_t *)dst + o, hd);
+      if (x16 && c->dt == dnnl_bf16)
+        memcpy((bf16_t *)dst + o, x16 + si, (size_t)hd * sizeof(bf16_t));
+      else if (x16)
+        for (int e = 0; e < hd; e++)
+          ((float *)dst)[o + e] = kv_at(NULL, x16, (long)(si + e));
+      else if (c->dt == dnnl_bf16)
+        row_to_bf16(x + si, (bf16_t *)dst + o, hd);
       else
-        memcpy((float *)dst + o, src, (size_t)hd * sizeof(float));
+        memcpy((float *)dst + o, x + si, (size_t)hd * sizeof(float));
     }
 }
 
@@ -554,8 +750,8 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
     VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: workspace %zu < %zu bytes", ws.bytes,
             L.total);
   char *base = ws.ptr;
-  to_heads(c, a->k, a->ld_k, 0, nkv, H, hd, base + L.kh);
-  to_heads(c, a->v, a->ld_v, 0, nkv, H, hd, base + L.vh);
+  to_heads(c, a->k, a->k16, a->ld_k, a->hs_k, 0, nkv, H, hd, base + L.kh);
+  to_heads(c, a->v, a->v16, a->ld_v, a->hs_v, 0, nkv, H, hd, base + L.vh);
   int bq = attn_block(a->n_q, nkv, H);
   float scale = 1.0f / sqrtf((float)hd);
   float *S = (float *)(base + L.s), *O = (float *)(base + L.ob);
@@ -565,7 +761,7 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
     cpu_prim *qk = bmm_prim(c, H, nb, hd, nkv, dnnl_acb, err);
     cpu_prim *pv = qk ? bmm_prim(c, H, nb, nkv, hd, dnnl_abc, err) : NULL;
     if (!pv) return false;
-    to_heads(c, a->q, a->ld_q, i0, nb, H, hd, base + L.qb);
+    to_heads(c, a->q, NULL, a->ld_q, 0, i0, nb, H, hd, base + L.qb);
     if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){base + L.qb, base + L.kh, S}, err))
       return false;
@@ -591,13 +787,30 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
   return true;
 }
 
+static bool cpu_attention_batch(vs_ops *ops, const vs_attn_args *a, int n, vs_ops_ws ws,
+                                GError **err) {
+  const vs_attn_args *direct[n > 0 ? n : 1];
+  int nd = 0;
+  for (int i = 0; i < n; i++) {
+    if (a[i].causal && a[i].q_pos0 + a[i].n_q > a[i].n_kv)
+      VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: causal queries end at %d past %d keys",
+              a[i].q_pos0 + a[i].n_q, a[i].n_kv);
+    if ((a[i].k16 == NULL) != (a[i].v16 == NULL))
+      VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: K and V must both be bf16 or both fp32");
+  }
+  for (int i = 0; i < n; i++) {
+    if (a[i].n_q <= 0) continue;
+    if (a[i].n_q < DIRECT_MAX_Q)
+      direct[nd++] = &a[i];
+    else if (!attention_blocked((cpu_ops *)ops, &a[i], ws, err))
+      return false;
+  }
+  if (nd) attention_direct(direct, nd);
+  return true;
+}
+
 static bool cpu_attention(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GError **err) {
-  if (a->causal && a->q_pos0 + a->n_q > a->n_kv)
-    VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: causal queries end at %d past %d keys",
-            a->q_pos0 + a->n_q, a->n_kv);
-  if (a->n_q <= 0) return true;
-  if (a->n_q < DIRECT_MAX_Q) return attention_direct(a);
-  return attention_blocked((cpu_ops *)ops, a, ws, err);
+  return cpu_attention_batch(ops, a, 1, ws, err);
 }
 
 /* ---- construction ------------------------------------------------------------------------ */
@@ -639,7 +852,9 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   o->embedding = cpu_embedding;
   o->attention_ws = cpu_attention_ws;
   o->attention = cpu_attention;
+  o->attention_batch = cpu_attention_batch;
   o->destroy = cpu_destroy;
+  have_avx512 = __builtin_cpu_supports("avx512f");
   dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
   if (st != dnnl_success) {
     cpu_destroy(o);

@@ -44,7 +44,15 @@ typedef struct vs_ops_linear vs_ops_linear;
 typedef struct {
   const float *q, *k, *v;
   float *o;
+  /* Where set, K and V are bf16 (round-to-nearest-even) at these addresses instead of k and v,
+   * with the same leading dimensions in elements: caches kept in bf16 halve the bytes that a
+   * decoder step reads, which is what bounds it. */
+  const unsigned short *k16, *v16;
   int ld_q, ld_k, ld_v, ld_o;
+  /* Elements from head h to head h+1 of K and of V; 0: head_dim (heads side by side in a row,
+   * as above). A head-major cache ([head][n_kv][head_dim], ld = head_dim) lets each head's
+   * keys be read as one contiguous stream. */
+  long hs_k, hs_v;
   int n_q, n_kv, n_head, head_dim;
   bool causal;
   int q_pos0;
@@ -83,6 +91,9 @@ struct vs_ops {
 
   size_t (*attention_ws)(const vs_ops *ops, int n_q, int n_kv, int n_head, int head_dim);
   bool (*attention)(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GError **err);
+  /* n independent attentions (one per sequence of a batch) as one launch; ws as for the
+   * largest of them (they run one after another where they need it). */
+  bool (*attention_batch)(vs_ops *ops, const vs_attn_args *a, int n, vs_ops_ws ws, GError **err);
 
   void (*destroy)(vs_ops *ops);
 };

@@ -174,10 +174,10 @@ static bool ref_attention(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GErr
       const float *q = a->q + (size_t)i * a->ld_q + (size_t)h * a->head_dim;
       double mx = -INFINITY, sum = 0;
       for (int j = 0; j < n; j++) {
-        const float *k = a->k + (size_t)j * a->ld_k + (size_t)h * a->head_dim;
+        size_t ko = (size_t)j * a->ld_k + (size_t)h * (a->hs_k ? a->hs_k : a->head_dim);
         double s = 0;
         for (int c = 0; c < a->head_dim; c++)
-          s += (double)q[c] * k[c];
+          s += (double)q[c] * (a->k16 ? vs_ops_bf16_to_f32(a->k16[ko + c]) : a->k[ko + c]);
         sc[j] = s * scale;
         mx = sc[j] > mx ? sc[j] : mx;
       }
@@ -188,11 +188,20 @@ static bool ref_attention(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GErr
       float *o = a->o + (size_t)i * a->ld_o + (size_t)h * a->head_dim;
       for (int c = 0; c < a->head_dim; c++) {
         double acc = 0;
-        for (int j = 0; j < n; j++)
-          acc += sc[j] * a->v[(size_t)j * a->ld_v + (size_t)h * a->head_dim + c];
+        for (int j = 0; j < n; j++) {
+          size_t vo = (size_t)j * a->ld_v + (size_t)h * (a->hs_v ? a->hs_v : a->head_dim) + c;
+          acc += sc[j] * (a->v16 ? vs_ops_bf16_to_f32(a->v16[vo]) : a->v[vo]);
+        }
         o[c] = (float)(acc / sum);
       }
     }
+  return true;
+}
+
+static bool ref_attention_batch(vs_ops *ops, const vs_attn_args *a, int n, vs_ops_ws ws,
+                                GError **err) {
+  for (int i = 0; i < n; i++)
+    if (!ref_attention(ops, &a[i], ws, err)) return false;
   return true;
 }
 
@@ -217,6 +226,7 @@ vs_ops *vs_ops_ref_new(GError **err) {
   ops->embedding = ref_embedding;
   ops->attention_ws = ref_attention_ws;
   ops->attention = ref_attention;
+  ops->attention_batch = ref_attention_batch;
   ops->destroy = ref_destroy;
   return ops;
 }

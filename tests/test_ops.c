@@ -241,6 +241,80 @@ static void test_attention(vs_ops *ref, vs_ops *fast, int n_q, int n_kv, int n_h
   g_free(of);
 }
 
+/* K/V as the decoder's caches hold them: bf16, head-major ([head][n_kv][hd], ld = hd), several
+ * sequences of different lengths and query counts in one attention_batch, against the reference
+ * run one by one on the very same bf16 values (so only the arithmetic differs: fp32 tolerance).
+ * With bf16 = false the caches are fp32 and head-major. */
+static void test_attention_batch(vs_ops *ref, vs_ops *fast, bool bf16) {
+  GError *err = NULL;
+  enum { NS = 4, H = 6, HD = 64, MAXKV = 1500 };
+  const int n_q[NS] = {1, 3, 40, 1}, n_kv[NS] = {1500, 77, 1500, 5};
+  const bool causal[NS] = {false, true, false, true};
+  int wd = H * HD;
+  vs_attn_args a[NS];
+  float *q[NS], *kvf[NS], * or [NS], *of[NS];
+  unsigned short *kvh[NS];
+  size_t ws_bytes = 0;
+  for (int s = 0; s < NS; s++) {
+    q[s] = rand_buf((size_t)n_q[s] * wd, 2.0f);
+    kvf[s] = rand_buf((size_t)2 * n_kv[s] * wd, 2.0f);
+    kvh[s] = g_new(unsigned short, (size_t)2 * n_kv[s] * wd);
+    vs_ops_f32_to_bf16(kvf[s], kvh[s], (size_t)2 * n_kv[s] * wd);
+    if (bf16) /* the reference sees exactly the bf16 values, widened */
+      for (size_t i = 0; i < (size_t)2 * n_kv[s] * wd; i++)
+        kvf[s][i] = vs_ops_bf16_to_f32(kvh[s][i]);
+    or [s] = g_new0(float, (size_t)n_q[s] * wd);
+    of[s] = g_new0(float, (size_t)n_q[s] * wd);
+    size_t v_off = (size_t)n_kv[s] * wd;
+    a[s] = (vs_attn_args){.q = q[s],
+                          .ld_q = wd,
+                          .ld_k = HD,
+                          .ld_v = HD,
+                          .hs_k = (long)n_kv[s] * HD,
+                          .hs_v = (long)n_kv[s] * HD,
+                          .ld_o = wd,
+                          .n_q = n_q[s],
+                          .n_kv = n_kv[s],
+                          .n_head = H,
+                          .head_dim = HD,
+                          .causal = causal[s],
+                          .q_pos0 = causal[s] ? n_kv[s] - n_q[s] : 0};
+    size_t w = fast->attention_ws(fast, n_q[s], n_kv[s], H, HD);
+    ws_bytes = w > ws_bytes ? w : ws_bytes;
+    a[s].k = kvf[s];
+    a[s].v = kvf[s] + v_off;
+    a[s].o = or [s];
+    bool ok = ref->attention(ref, &a[s], (vs_ops_ws){0}, &err);
+    VS_GERROR_CHECK(ok, err);
+    if (bf16) {
+      a[s].k = a[s].v = NULL;
+      a[s].k16 = kvh[s];
+      a[s].v16 = kvh[s] + v_off;
+    }
+    a[s].o = of[s];
+  }
+  vs_ops_ws ws = ws_new(ws_bytes);
+  bool ok = fast->attention_batch(fast, a, NS, ws, &err);
+  VS_GERROR_CHECK(ok, err);
+  for (int s = 0; s < NS; s++) {
+    double e = rel_err(of[s], or [s], (size_t)n_q[s] * wd);
+    char what[96];
+    snprintf(what, sizeof what, "attention batch %s head-major #%d q=%d kv=%d",
+             bf16 ? "bf16-kv" : "fp32-kv", s, n_q[s], n_kv[s]);
+    /* Same K/V values on both sides: only fp32 arithmetic (and, in bf16 mode, the blocked
+     * path's bf16 Q and P for the 40-query one) separate them. */
+    double tol = (fast->precision == VS_OPS_BF16 && n_q[s] >= 32) ? tol_of(VS_OPS_BF16) : 1e-5;
+    CHECK_MSG(e <= tol && isfinite(e), "%s [%s]: error %.3g > %.1g", what, fast->name, e, tol);
+    printf("  %-44s %-9s err %.2e\n", what, fast->name, e);
+    g_free(q[s]);
+    g_free(kvf[s]);
+    g_free(kvh[s]);
+    g_free(or [s]);
+    g_free(of[s]);
+  }
+  g_free(ws.ptr);
+}
+
 static void run_all(vs_ops *ref, vs_ops *fast) {
   printf("backend %s\n", fast->name);
   const int ms_odd[] = {1, 2, 7, 33};
@@ -275,6 +349,9 @@ static void run_all(vs_ops *ref, vs_ops *fast) {
   test_attention(ref, fast, 37, 37, 3, 20, true, 0, "odd");
   test_attention(ref, fast, 300, 301, 5, 24, false, 0, "odd big");
   test_attention(ref, fast, 45, 1500, 6, 64, false, 0, "cross many");
+  test_attention_batch(ref, fast, false);
+  test_attention_batch(ref, fast, true);
+  test_attention_batch(ref, ref, true);
 }
 
 int main(void) {
