@@ -234,17 +234,20 @@ int main(int argc, char **argv) {
   /* The index agrees with the shards. */
   GArray *index = read_index(out);
   CHECK_MSG(index->len == n_present, "index has %u utterances, shards %zu", index->len, n_present);
+  char *prev_id = NULL; /* rows are freed as we go: keep the previous id for the order check */
   for (guint i = 0; i < index->len; i++) {
     idx_row *r = &g_array_index(index, idx_row, i);
     gchar *key = g_strdup_printf("%s#%llu", r->shard, (unsigned long long)r->row);
     const char *w = g_hash_table_lookup(where, r->id);
     CHECK_MSG(w && !strcmp(w, key), "index puts %s at %s, shards at %s", r->id, key,
               w ? w : "(nowhere)");
-    if (i > 0) CHECK(strcmp(g_array_index(index, idx_row, i - 1).id, r->id) < 0);
+    if (prev_id) CHECK_MSG(strcmp(prev_id, r->id) < 0, "index not sorted: %s then %s", prev_id, r->id);
     g_free(key);
-    g_free(r->id);
+    g_free(prev_id);
+    prev_id = r->id;
     g_free(r->shard);
   }
+  g_free(prev_id);
   g_array_free(index, TRUE);
 
   /* Summary and balance. */
