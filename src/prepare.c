@@ -6,6 +6,7 @@
 #include "corpus.h"
 #include "featstore.h"
 #include "fsutil.h"
+#include "job.h"
 #include "journal.h"
 #include "log.h"
 #include "mel.h"
@@ -340,61 +341,6 @@ static bool write_item(writer_state *w, const fe_item *it, GError **err) {
 
 /* ---- helpers ---- */
 
-static guint64 fnv1a(guint64 h, const char *s) {
-  for (; *s; s++)
-    h = (h ^ (guchar)*s) * 1099511628211ull;
-  return (h ^ 0xff) * 1099511628211ull;
-}
-
-static bool remove_matching(const char *dir, const char *prefix, const char *suffix, GError **err) {
-  GDir *d = g_dir_open(dir, 0, NULL);
-  if (!d) return true;
-  const char *name;
-  bool ok = true;
-  while (ok && (name = g_dir_read_name(d))) {
-    if (!g_str_has_prefix(name, prefix) || !g_str_has_suffix(name, suffix)) continue;
-    gchar *p = g_build_filename(dir, name, NULL);
-    if (unlink(p) != 0 && errno != ENOENT) {
-      g_set_error(err, VS_ERROR, VS_ERROR_IO, "%s: cannot remove: %s", p, g_strerror(errno));
-      ok = false;
-    }
-    g_free(p);
-  }
-  g_dir_close(d);
-  return ok;
-}
-
-/* Every rank calls this with its local success; all learn whether anyone failed. */
-static bool agree(vs_coll *c, bool local_ok, const char *stage) {
-  GError *err = NULL;
-  int64_t total = 0;
-  if (!vs_coll_count_errors(c, local_ok ? 0 : 1, &total, &err)) {
-    vs_error("%s: %s", stage, err->message);
-    g_clear_error(&err);
-    vs_coll_abort(c, VS_PREPARE_EXIT_FATAL); /* ranks can no longer agree: stop them all */
-  }
-  if (total > 0 && local_ok) vs_error("%s: %lld rank(s) failed; stopping", stage, (long long)total);
-  return total == 0;
-}
-
-static bool write_summary(const char *out, JsonBuilder *b, GError **err) {
-  JsonGenerator *g = json_generator_new();
-  JsonNode *root = json_builder_get_root(b);
-  json_generator_set_root(g, root);
-  json_generator_set_pretty(g, TRUE);
-  gsize len = 0;
-  gchar *text = json_generator_to_data(g, &len);
-  gchar *data = g_strconcat(text, "\n", NULL);
-  gchar *path = g_build_filename(out, "summary.json", NULL);
-  bool ok = vs_fs_write_atomic(path, data, strlen(data), err);
-  g_free(path);
-  g_free(data);
-  g_free(text);
-  json_node_unref(root);
-  g_object_unref(g);
-  return ok;
-}
-
 static void jint(JsonBuilder *b, const char *k, gint64 v) {
   json_builder_set_member_name(b, k);
   json_builder_add_int_value(b, v);
@@ -467,16 +413,6 @@ static bool write_index(const prepare_opts *o, const vs_corpus *corpus, size_t *
   return ok;
 }
 
-static int sort_by_source(const void *a, const void *b, void *data) {
-  const vs_corpus *c = data;
-  size_t x = *(const size_t *)a, y = *(const size_t *)b;
-  const vs_utt *u = vs_corpus_utt(c, x), *v = vs_corpus_utt(c, y);
-  int k = strcmp(u->path, v->path);
-  if (k) return k;
-  if (u->start_s != v->start_s) return u->start_s < v->start_s ? -1 : 1;
-  return x < y ? -1 : x > y;
-}
-
 /* ---- the job ---- */
 
 static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inputs,
@@ -485,15 +421,7 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   gint64 t_start = g_get_monotonic_time();
   GError *err = NULL;
   int exit_code = VS_PREPARE_EXIT_FATAL;
-  int lock_fd = -1;
-  vs_corpus *corpus = NULL;
-  GHashTable *done = NULL;
-  void *done_blob = NULL;
-  size_t done_blob_size = 0;
-  double *durations = NULL, *all_durs = NULL;
-  size_t *own = NULL;
-  int *rank_of = NULL;
-  double *load_s = NULL;
+  vs_job job = {.lock_fd = -1};
   vs_mel *mel = NULL;
   vs_progress *progress = NULL;
   writer_state w = {.o = o, .c = c, .rank = rank, .world = world, .errors_fd = -1};
@@ -501,152 +429,19 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   w.shard_durations = g_array_new(FALSE, FALSE, sizeof(double));
   w.shard_frames = g_array_new(FALSE, FALSE, sizeof(int64_t));
 
-  /* 1. Rank 0 alone reads the journals and clears what a killed run left behind, before anyone
-   *    writes; the others get the done ids by broadcast, so all ranks plan from the same set. */
-  int32_t run = 0;
-  bool ok = true;
-  if (rank == 0) {
-    gchar *shards_dir = g_build_filename(o->out, "shards", NULL);
-    gchar *errors_dir = g_build_filename(o->out, "errors", NULL);
-    gchar *lock_path = g_build_filename(o->out, ".prepare.lock", NULL);
-    ok = vs_fs_mkdir_p(shards_dir, &err) && vs_fs_mkdir_p(errors_dir, &err);
-    if (ok) {
-      lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
-      if (lock_fd < 0) {
-        g_set_error(&err, VS_ERROR, VS_ERROR_IO, "%s: cannot open lock file: %s", lock_path,
-                    g_strerror(errno));
-        ok = false;
-      } else if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK) {
-          g_set_error(&err, VS_ERROR, VS_ERROR_IO,
-                      "%s: another prepare job is writing to this output folder", lock_path);
-          ok = false;
-        } else {
-          vs_warn(
-              "%s: file locks unsupported here (%s); make sure no other job writes to this folder",
-              lock_path, g_strerror(errno));
-        }
-      }
-    }
-    vs_journal_state *js = ok ? vs_journal_load(o->out, &err) : NULL;
-    ok = ok && js;
-    size_t removed = 0;
-    ok = ok && vs_journal_remove_orphans(js, o->out, &removed, &err);
-    ok = ok && remove_matching(errors_dir, "rank-", ".jsonl", &err);
-    if (ok) {
-      run = vs_journal_max_run(js) + 1;
-      GString *blob = g_string_new(NULL);
-      g_string_append_len(blob, (const char *)&run, sizeof run);
-      for (size_t s = 0; s < vs_journal_n_shards(js); s++) {
-        const vs_journal_shard *sh = vs_journal_shard_at(js, s);
-        for (size_t r = 0; r < sh->n; r++)
-          g_string_append_len(blob, sh->ids[r], (gssize)strlen(sh->ids[r]) + 1);
-      }
-      done_blob_size = blob->len;
-      done_blob = g_string_free(blob, FALSE);
-      vs_info(
-          "run %d: journal holds %zu done utterances in %zu shards (%zu torn, %zu missing shards); "
-          "%zu orphan/temp files removed",
-          run, vs_journal_n_done(js), vs_journal_n_shards(js), vs_journal_n_torn(js),
-          vs_journal_n_missing(js), removed);
-    }
-    vs_journal_state_free(js);
-    g_free(shards_dir);
-    g_free(errors_dir);
-    g_free(lock_path);
-    if (!ok) vs_error("%s", err->message);
-    g_clear_error(&err);
-  }
-  if (!agree(c, ok, "reading the journal")) goto out;
-  if (!vs_coll_bcast_alloc(c, &done_blob, &done_blob_size, 0, &err)) goto fatal;
-  memcpy(&run, done_blob, sizeof run);
+  /* 1-4. Journal, corpus, durations and plan (src/job.h). */
+  static const char *const subdirs[] = {"shards", NULL};
+  if (!vs_job_begin(&job, c, "prepare", o->out, subdirs, inputs, n_inputs,
+                    VS_PREPARE_EXIT_FATAL))
+    goto out;
+  const int32_t run = job.run;
   w.run = run;
-  done = g_hash_table_new(g_str_hash, g_str_equal);
-  for (size_t p = sizeof run; p < done_blob_size;) {
-    const char *id = (const char *)done_blob + p;
-    g_hash_table_add(done, (gpointer)id);
-    p += strlen(id) + 1;
-  }
-
-  /* 2. Every rank scans the same corpus (deterministic ids) and checks that it saw the same. */
-  corpus = vs_corpus_scan(inputs, n_inputs, &err);
-  if (!corpus) vs_error("%s", err->message);
-  g_clear_error(&err);
-  if (!agree(c, corpus != NULL, "scanning the corpus")) goto out;
-  size_t n = vs_corpus_size(corpus);
-  {
-    guint64 h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++)
-      h = fnv1a(h, vs_corpus_utt(corpus, i)->id);
-    int64_t mm[4] = {(int64_t)n, (int64_t)h, -(int64_t)n, -(int64_t)h};
-    if (!vs_coll_allreduce_i64(c, mm, 4, VS_COLL_MAX, &err)) goto fatal;
-    if (mm[0] != -mm[2] || mm[1] != -mm[3]) {
-      vs_error("ranks see different corpora (utterance counts or ids differ between hosts): inputs "
-               "must be "
-               "the same shared paths on every node");
-      goto out;
-    }
-  }
-  vs_info("corpus: %zu utterances, %zu problems while scanning", n, vs_corpus_n_problems(corpus));
-
-  /* 3. Probe durations, split over ranks, and share them. */
-  ok = vs_corpus_probe_durations(corpus, (size_t)rank, (size_t)world, &err);
-  if (!ok) vs_error("probing durations: %s", err->message);
-  g_clear_error(&err);
-  if (!agree(c, ok, "probing durations")) goto out;
-  {
-    size_t mine = 0;
-    for (size_t i = (size_t)rank; i < n; i += (size_t)world)
-      mine++;
-    durations = g_new0(double, mine ? mine : 1);
-    size_t k = 0;
-    for (size_t i = (size_t)rank; i < n; i += (size_t)world)
-      durations[k++] = vs_corpus_utt(corpus, i)->duration_s;
-    size_t *counts = g_new0(size_t, world);
-    ok = vs_coll_allgatherv_f64(c, durations, mine, &all_durs, counts, &err);
-    g_free(counts);
-    if (!ok) goto fatal;
-    size_t pos = 0;
-    for (int r = 0; r < world; r++)
-      for (size_t i = (size_t)r; i < n; i += (size_t)world) {
-        double d = all_durs[pos++];
-        vs_corpus_utt(corpus, i)->duration_s = d < 0 ? 0 : d;
-      }
-  }
-
-  /* 4. Plan what is not done yet. */
-  size_t n_todo = 0, n_skipped = 0;
-  double total_todo_s = 0;
-  GPtrArray *todo_ids = g_ptr_array_new();
-  GArray *todo_durs = g_array_new(FALSE, FALSE, sizeof(double));
-  GArray *todo_idx = g_array_new(FALSE, FALSE, sizeof(size_t));
-  for (size_t i = 0; i < n; i++) {
-    vs_utt *u = vs_corpus_utt(corpus, i);
-    if (g_hash_table_contains(done, u->id)) {
-      n_skipped++;
-      continue;
-    }
-    g_ptr_array_add(todo_ids, u->id);
-    g_array_append_val(todo_durs, u->duration_s);
-    g_array_append_val(todo_idx, i);
-    total_todo_s += u->duration_s;
-  }
-  n_todo = todo_ids->len;
-  rank_of = g_new0(int, n_todo ? n_todo : 1);
-  load_s = g_new0(double, world);
-  vs_plan_assign((const char *const *)todo_ids->pdata, (const double *)(void *)todo_durs->data,
-                 n_todo, world, rank_of, load_s);
-  size_t n_own = 0;
-  own = g_new0(size_t, n_todo ? n_todo : 1);
-  for (size_t k = 0; k < n_todo; k++)
-    if (rank_of[k] == rank) own[n_own++] = g_array_index(todo_idx, size_t, k);
-  g_ptr_array_free(todo_ids, TRUE);
-  g_array_free(todo_durs, TRUE);
-  g_array_free(todo_idx, TRUE);
-  /* Source order: files and tar members are read in sequence, not at random. */
-  g_qsort_with_data(own, (gint)n_own, sizeof(size_t), sort_by_source, corpus);
-  vs_info("run %d: %zu to do (%.3f h), %zu already done; this rank: %zu utterances, %.1f s planned",
-          run, n_todo, total_todo_s / 3600.0, n_skipped, n_own, load_s[rank]);
+  vs_corpus *corpus = job.corpus;
+  const size_t n = vs_corpus_size(corpus);
+  const size_t *own = job.own, n_own = job.n_own, n_skipped = job.n_skipped;
+  const double total_todo_s = job.total_todo_s;
+  const double *load_s = job.load_s;
+  bool ok = true;
 
   /* 5. Per-rank outputs. */
   w.corpus = corpus;
@@ -672,7 +467,7 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   }
   if (!ok) vs_error("%s", err->message);
   g_clear_error(&err);
-  if (!agree(c, ok, "opening outputs")) goto out;
+  if (!vs_job_agree(c, ok, "opening outputs", VS_PREPARE_EXIT_FATAL)) goto out;
   progress =
       vs_progress_new(c, "prepare", total_todo_s, o->progress_interval, o->progress_mode, &err);
   if (!progress) goto fatal;
@@ -746,7 +541,7 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   if (!vs_progress_finish(progress, &job_audio_s, &job_done, &job_failed, &err)) goto fatal;
   vs_journal_close(w.journal);
   w.journal = NULL;
-  if (!agree(c, writer_ok, "processing utterances")) goto out;
+  if (!vs_job_agree(c, writer_ok, "processing utterances", VS_PREPARE_EXIT_FATAL)) goto out;
 
   /* 7. Rank 0: index and summary from everything journalled, this run and earlier ones. */
   int32_t final_code = VS_PREPARE_EXIT_OK;
@@ -785,7 +580,9 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
       json_builder_end_array(b);
       jint(b, "exit_code", final_code);
       json_builder_end_object(b);
-      ok = write_summary(o->out, b, &err);
+      gchar *summary_path = g_build_filename(o->out, "summary.json", NULL);
+      ok = vs_job_write_json(summary_path, b, &err);
+      g_free(summary_path);
       g_object_unref(b);
     }
     if (!ok) {
@@ -819,15 +616,7 @@ out:
   g_array_free(w.shard_durations, TRUE);
   g_array_free(w.shard_frames, TRUE);
   vs_mel_free(mel);
-  g_free(own);
-  g_free(rank_of);
-  g_free(load_s);
-  g_free(durations);
-  g_free(all_durs);
-  if (done) g_hash_table_destroy(done);
-  g_free(done_blob);
-  vs_corpus_free(corpus);
-  if (lock_fd >= 0) close(lock_fd);
+  vs_job_end(&job);
   return exit_code;
 }
 
