@@ -145,6 +145,7 @@ bool vs_job_begin(vs_job *job, vs_coll *c, const char *name, const char *out,
   job->world = vs_coll_size(c);
   job->out = out;
   job->lock_fd = -1;
+  job->errors_fd = -1;
   const int rank = job->rank, world = job->world;
   GError *err = NULL;
 
@@ -260,6 +261,59 @@ void vs_job_end(vs_job *job) {
   g_free(job->done_blob);
   vs_corpus_free(job->corpus);
   if (job->lock_fd >= 0) close(job->lock_fd);
+  if (job->errors_fd >= 0) close(job->errors_fd);
+  g_free(job->errors_path);
   memset(job, 0, sizeof *job);
-  job->lock_fd = -1;
+  job->lock_fd = job->errors_fd = -1;
+}
+
+bool vs_job_record_error(vs_job *job, const char *stage, const char *id, const char *source,
+                         int code, const char *reason, GError **err) {
+  JsonBuilder *b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "stage");
+  json_builder_add_string_value(b, stage);
+  json_builder_set_member_name(b, "id");
+  if (id)
+    json_builder_add_string_value(b, id);
+  else
+    json_builder_add_null_value(b);
+  json_builder_set_member_name(b, "source");
+  json_builder_add_string_value(b, source ? source : "");
+  json_builder_set_member_name(b, "code");
+  json_builder_add_string_value(b, vs_error_code_name(code));
+  json_builder_set_member_name(b, "reason");
+  json_builder_add_string_value(b, reason ? reason : "");
+  json_builder_set_member_name(b, "rank");
+  json_builder_add_int_value(b, job->rank);
+  json_builder_set_member_name(b, "run");
+  json_builder_add_int_value(b, job->run);
+  json_builder_end_object(b);
+  JsonGenerator *g = json_generator_new();
+  JsonNode *root = json_builder_get_root(b);
+  json_generator_set_root(g, root);
+  gchar *text = json_generator_to_data(g, NULL);
+  gchar *line = g_strconcat(text, "\n", NULL);
+  bool ok = vs_fs_append_sync(job->errors_fd, job->errors_path, line, strlen(line), err);
+  g_free(line);
+  g_free(text);
+  json_node_unref(root);
+  g_object_unref(g);
+  g_object_unref(b);
+  return ok;
+}
+
+bool vs_job_open_errors(vs_job *job, GError **err) {
+  job->errors_path = g_strdup_printf("%s/errors/rank-%05d.jsonl", job->out, job->rank);
+  job->errors_fd = open(job->errors_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0664);
+  if (job->errors_fd < 0)
+    VS_FAIL(err, VS_ERROR_IO, false, "%s: cannot create errors file: %s", job->errors_path,
+            g_strerror(errno));
+  bool ok = true;
+  if (job->rank == 0)
+    for (size_t i = 0; ok && i < vs_corpus_n_problems(job->corpus); i++) {
+      const vs_corpus_problem *p = vs_corpus_problem_at(job->corpus, i);
+      ok = vs_job_record_error(job, "scan", NULL, p->source, p->code, p->reason, err);
+    }
+  return ok;
 }

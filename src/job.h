@@ -34,6 +34,8 @@ typedef struct {
   double total_todo_s;
   double *load_s;     /* [world] planned seconds per rank */
   int lock_fd;
+  int errors_fd;      /* OUT/errors/rank-RRRRR.jsonl, after vs_job_open_errors */
+  char *errors_path;
 } vs_job;
 
 /* Collective. `name` names the job in the lock file and logs; `subdirs` (NULL-terminated) are
@@ -43,6 +45,12 @@ bool vs_job_begin(vs_job *job, vs_coll *c, const char *name, const char *out,
                   const char *const *subdirs, const char *const *inputs, size_t n_inputs,
                   int fatal_exit_code);
 void vs_job_end(vs_job *job);
+
+/* Creates this rank's errors file (rank 0 also records the corpus scan's problems in it). */
+bool vs_job_open_errors(vs_job *job, GError **err);
+/* Appends one failure (stage "scan", "decode", "transcribe", ...) as a JSON line, synced. */
+bool vs_job_record_error(vs_job *job, const char *stage, const char *id, const char *source,
+                         int code, const char *reason, GError **err);
 
 /* Collective: every rank's local success; true when no rank failed. */
 bool vs_job_agree(vs_coll *c, bool local_ok, const char *stage, int fatal_exit_code);

@@ -221,8 +221,7 @@ typedef struct {
   int rank, world, run;
   const vs_corpus *corpus;
   vs_journal *journal;
-  int errors_fd;
-  char *errors_path;
+  vs_job *job; /* errors file */
   vs_featstore_writer *shard;
   int shard_seq;
   GPtrArray *shard_ids;    /* char* (borrowed from the corpus) of the open shard, row order */
@@ -231,42 +230,6 @@ typedef struct {
   size_t n_done, n_failed, n_published;
   double done_s;
 } writer_state;
-
-static bool append_error_line(writer_state *w, const char *stage, const char *id,
-                              const char *source, int code, const char *reason, GError **err) {
-  JsonBuilder *b = json_builder_new();
-  json_builder_begin_object(b);
-  json_builder_set_member_name(b, "stage");
-  json_builder_add_string_value(b, stage);
-  json_builder_set_member_name(b, "id");
-  if (id)
-    json_builder_add_string_value(b, id);
-  else
-    json_builder_add_null_value(b);
-  json_builder_set_member_name(b, "source");
-  json_builder_add_string_value(b, source ? source : "");
-  json_builder_set_member_name(b, "code");
-  json_builder_add_string_value(b, vs_error_code_name(code));
-  json_builder_set_member_name(b, "reason");
-  json_builder_add_string_value(b, reason ? reason : "");
-  json_builder_set_member_name(b, "rank");
-  json_builder_add_int_value(b, w->rank);
-  json_builder_set_member_name(b, "run");
-  json_builder_add_int_value(b, w->run);
-  json_builder_end_object(b);
-  JsonGenerator *g = json_generator_new();
-  JsonNode *root = json_builder_get_root(b);
-  json_generator_set_root(g, root);
-  gchar *text = json_generator_to_data(g, NULL);
-  gchar *line = g_strconcat(text, "\n", NULL);
-  bool ok = vs_fs_append_sync(w->errors_fd, w->errors_path, line, strlen(line), err);
-  g_free(line);
-  g_free(text);
-  json_node_unref(root);
-  g_object_unref(g);
-  g_object_unref(b);
-  return ok;
-}
 
 static bool open_shard(writer_state *w, GError **err) {
   w->shard_seq++;
@@ -317,7 +280,7 @@ static bool write_item(writer_state *w, const fe_item *it, GError **err) {
     w->n_failed++;
     vs_warn("utterance %s failed: %s", u->id, vs_error_code_name(it->code));
     return vs_journal_add_failure(w->journal, u->id, u->source, it->code, it->reason, err) &&
-           append_error_line(w, "decode", u->id, u->source, it->code, it->reason, err);
+           vs_job_record_error(w->job, "decode", u->id, u->source, it->code, it->reason, err);
   }
   if (!w->shard && !open_shard(w, err)) return false;
   double dur = (double)it->n_samples / VS_AUDIO_RATE;
@@ -421,10 +384,10 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   gint64 t_start = g_get_monotonic_time();
   GError *err = NULL;
   int exit_code = VS_PREPARE_EXIT_FATAL;
-  vs_job job = {.lock_fd = -1};
+  vs_job job = {.lock_fd = -1, .errors_fd = -1};
   vs_mel *mel = NULL;
   vs_progress *progress = NULL;
-  writer_state w = {.o = o, .c = c, .rank = rank, .world = world, .errors_fd = -1};
+  writer_state w = {.o = o, .c = c, .rank = rank, .world = world, .job = &job};
   w.shard_ids = g_ptr_array_new();
   w.shard_durations = g_array_new(FALSE, FALSE, sizeof(double));
   w.shard_frames = g_array_new(FALSE, FALSE, sizeof(int64_t));
@@ -447,20 +410,7 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   w.corpus = corpus;
   w.journal = vs_journal_open(o->out, rank, run, world, &err);
   ok = w.journal != NULL;
-  if (ok) {
-    w.errors_path = g_strdup_printf("%s/errors/rank-%05d.jsonl", o->out, rank);
-    w.errors_fd = open(w.errors_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0664);
-    if (w.errors_fd < 0) {
-      g_set_error(&err, VS_ERROR, VS_ERROR_IO, "%s: cannot create errors file: %s", w.errors_path,
-                  g_strerror(errno));
-      ok = false;
-    }
-  }
-  if (ok && rank == 0)
-    for (size_t i = 0; ok && i < vs_corpus_n_problems(corpus); i++) {
-      const vs_corpus_problem *p = vs_corpus_problem_at(corpus, i);
-      ok = append_error_line(&w, "scan", NULL, p->source, p->code, p->reason, &err);
-    }
+  ok = ok && vs_job_open_errors(&job, &err);
   if (ok) {
     mel = vs_mel_init(o->n_mels, &err);
     ok = mel != NULL;
@@ -610,8 +560,6 @@ out:
   if (progress) vs_progress_free(progress);
   vs_featstore_abort(w.shard);
   vs_journal_close(w.journal);
-  if (w.errors_fd >= 0) close(w.errors_fd);
-  g_free(w.errors_path);
   g_ptr_array_free(w.shard_ids, TRUE);
   g_array_free(w.shard_durations, TRUE);
   g_array_free(w.shard_frames, TRUE);
