@@ -3,7 +3,7 @@
 add_library(vs_coll STATIC collectives/coll_mpi.c)
 target_link_libraries(vs_coll PUBLIC vs_base)
 
-add_library(vs_prepare STATIC src/job.c src/journal.c src/featstore.c src/progress.c src/prepare.c)
+add_library(vs_prepare STATIC src/job.c src/frontend.c src/journal.c src/featstore.c src/progress.c src/prepare.c)
 target_link_libraries(vs_prepare PUBLIC vs_coll vs_corpus vs_plan vs_audio vs_mel vs_base)
 
 # A stand-alone driver of vs_cmd_prepare for tests (the lead wires the command into voxshard).

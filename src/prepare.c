@@ -5,6 +5,7 @@
 #include "config.h"
 #include "corpus.h"
 #include "featstore.h"
+#include "frontend.h"
 #include "fsutil.h"
 #include "job.h"
 #include "journal.h"
@@ -63,157 +64,26 @@ typedef struct {
   int test_delay_ms, test_exit_after_publish;
 } prepare_opts;
 
-/* ---- the bounded queue between front-end workers and the writer ---- */
+/* ---- front end: log-mel features on worker threads (src/frontend.h) ---- */
 
 typedef struct {
-  size_t index; /* corpus index */
-  float *mel;   /* host, [n_mels][n_frames]; NULL for a failure */
-  size_t n_frames, n_samples;
-  int code;     /* vs_error_code of a failure, 0 on success */
-  char *reason; /* failure message (metadata: names the source and the problem) */
-} fe_item;
-
-typedef struct {
-  GMutex lock;
-  GCond not_full, not_empty;
-  GQueue items; /* fe_item* */
-  int capacity;
-  int workers_left;
-  gint stop; /* writer gave up: workers finish quickly without computing */
-} fe_queue;
-
-static void item_free(fe_item *it) {
-  if (!it) return;
-  g_free(it->mel);
-  g_free(it->reason);
-  g_free(it);
-}
-
-static void queue_push(fe_queue *q, fe_item *it) {
-  g_mutex_lock(&q->lock);
-  while ((int)q->items.length >= q->capacity && !g_atomic_int_get(&q->stop))
-    g_cond_wait(&q->not_full, &q->lock);
-  g_queue_push_tail(&q->items, it);
-  g_cond_signal(&q->not_empty);
-  g_mutex_unlock(&q->lock);
-}
-
-/* Returns an item, or NULL when the wait timed out (*finished tells whether all is done). */
-static fe_item *queue_pop(fe_queue *q, gint64 timeout_us, bool *finished) {
-  g_mutex_lock(&q->lock);
-  gint64 until = g_get_monotonic_time() + timeout_us;
-  while (!q->items.length && q->workers_left > 0)
-    if (!g_cond_wait_until(&q->not_empty, &q->lock, until)) break;
-  fe_item *it = g_queue_pop_head(&q->items);
-  if (it) g_cond_signal(&q->not_full);
-  *finished = !it && q->workers_left == 0;
-  g_mutex_unlock(&q->lock);
-  return it;
-}
-
-typedef struct {
-  const vs_corpus *corpus;
   const vs_mel *mel;
   const prepare_opts *o;
-  fe_queue *q;
-  const size_t *own; /* corpus indices of this rank, in I/O order */
-  size_t n_own, chunk;
-  gint next_chunk;
-} fe_shared;
+} mel_maker;
 
-typedef struct {
-  fe_shared *sh;
-  bool *delivered; /* per utterance of the current chunk */
-  const size_t *which;
-  size_t n_which;
-} fe_call;
-
-static fe_item *failure_item(size_t index, int code, const char *reason) {
-  fe_item *it = g_new0(fe_item, 1);
-  it->index = index;
-  it->code = code ? code : VS_ERROR_INTERNAL;
-  it->reason = g_strdup(reason ? reason : "unknown error");
-  return it;
-}
-
-static bool fe_on_audio(size_t index, const float *samples, size_t n_samples, const GError *err,
-                        void *user) {
-  fe_call *call = user;
-  fe_shared *sh = call->sh;
-  if (g_atomic_int_get(&sh->q->stop)) return false;
-  for (size_t k = 0; k < call->n_which; k++)
-    if (call->which[k] == index) call->delivered[k] = true;
-  fe_item *it;
-  if (err || !samples) {
-    it = failure_item(index, err ? err->code : VS_ERROR_AUDIO, err ? err->message : "no audio");
-  } else if (n_samples == 0) {
-    const vs_utt *u = vs_corpus_utt(sh->corpus, index);
-    gchar *msg = g_strdup_printf("%s: no audio samples", u->source);
-    it = failure_item(index, VS_ERROR_AUDIO, msg);
-    g_free(msg);
-  } else {
-    size_t n_frames = vs_mel_n_frames(n_samples, sh->o->pad_samples);
-    float *mel = g_try_new(float, n_frames *(size_t)sh->o->n_mels);
-    GError *merr = NULL;
-    if (!mel) {
-      const vs_utt *u = vs_corpus_utt(sh->corpus, index);
-      gchar *msg =
-          g_strdup_printf("%s: cannot allocate %zu frames of features", u->source, n_frames);
-      it = failure_item(index, VS_ERROR_INTERNAL, msg);
-      g_free(msg);
-    } else if (!vs_mel_compute(sh->mel, samples, n_samples, sh->o->pad_samples, mel, &merr)) {
-      it = failure_item(index, merr->code, merr->message);
-      g_clear_error(&merr);
-      g_free(mel);
-    } else {
-      it = g_new0(fe_item, 1);
-      it->index = index;
-      it->mel = mel;
-      it->n_frames = n_frames;
-      it->n_samples = n_samples;
-    }
+static void *make_features(size_t index, const float *samples, size_t n_samples, void *user,
+                           GError **err) {
+  const mel_maker *m = user;
+  size_t n_frames = vs_mel_n_frames(n_samples, m->o->pad_samples);
+  float *mel = g_try_new(float, n_frames * (size_t)m->o->n_mels); /* host, [n_mels][n_frames] */
+  if (!mel)
+    VS_FAIL(err, VS_ERROR_INTERNAL, NULL, "cannot allocate %zu frames of features", n_frames);
+  if (!vs_mel_compute(m->mel, samples, n_samples, m->o->pad_samples, mel, err)) {
+    g_free(mel);
+    return NULL;
   }
-  queue_push(sh->q, it);
-  return true;
+  return mel;
 }
-
-static gpointer fe_worker(gpointer data) {
-  fe_shared *sh = data;
-  for (;;) {
-    if (g_atomic_int_get(&sh->q->stop)) break;
-    size_t c = (size_t)g_atomic_int_add(&sh->next_chunk, 1);
-    size_t start = c * sh->chunk;
-    if (start >= sh->n_own) break;
-    size_t n = MIN(sh->chunk, sh->n_own - start);
-    fe_call call = {sh, g_new0(bool, n), sh->own + start, n};
-    GError *err = NULL;
-    bool ok = vs_corpus_for_each_audio(sh->corpus, call.which, n, fe_on_audio, &call, &err);
-    if (!g_atomic_int_get(&sh->q->stop)) {
-      /* A failure of the whole call (an unreadable archive): whatever it did not deliver fails
-       * with its reason, and the job goes on. */
-      for (size_t k = 0; k < n; k++) {
-        if (call.delivered[k]) continue;
-        const vs_utt *u = vs_corpus_utt(sh->corpus, call.which[k]);
-        gchar *msg = !ok && err
-                         ? g_strdup(err->message)
-                         : g_strdup_printf("%s: the corpus reader did not deliver this utterance",
-                                           u->source);
-        queue_push(sh->q,
-                   failure_item(call.which[k], !ok && err ? err->code : VS_ERROR_INTERNAL, msg));
-        g_free(msg);
-      }
-    }
-    g_clear_error(&err);
-    g_free(call.delivered);
-  }
-  g_mutex_lock(&sh->q->lock);
-  sh->q->workers_left--;
-  g_cond_broadcast(&sh->q->not_empty);
-  g_mutex_unlock(&sh->q->lock);
-  return NULL;
-}
-
-/* ---- per-rank outputs ---- */
 
 typedef struct {
   const prepare_opts *o;
@@ -274,7 +144,7 @@ static bool close_shard(writer_state *w, GError **err) {
   return ok;
 }
 
-static bool write_item(writer_state *w, const fe_item *it, GError **err) {
+static bool write_item(writer_state *w, const vs_frontend_item *it, GError **err) {
   const vs_utt *u = vs_corpus_utt(w->corpus, it->index);
   if (it->code) {
     w->n_failed++;
@@ -291,10 +161,11 @@ static bool write_item(writer_state *w, const fe_item *it, GError **err) {
                             .language = u->language,
                             .n_samples = it->n_samples,
                             .duration_s = dur};
-  if (!vs_featstore_append(w->shard, &meta, it->mel, it->n_frames, err)) return false;
+  const size_t n_frames = vs_mel_n_frames(it->n_samples, w->o->pad_samples);
+  if (!vs_featstore_append(w->shard, &meta, it->payload, n_frames, err)) return false;
   g_ptr_array_add(w->shard_ids, u->id);
   g_array_append_val(w->shard_durations, dur);
-  int64_t nf = (int64_t)it->n_frames;
+  int64_t nf = (int64_t)n_frames;
   g_array_append_val(w->shard_frames, nf);
   w->n_done++;
   w->done_s += dur;
@@ -425,58 +296,37 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
   /* 6. Front end on worker threads, HDF5 writer (and all MPI) on this thread. */
   bool writer_ok = true;
   {
-    fe_queue q = {.capacity = o->queue, .workers_left = o->threads};
-    g_mutex_init(&q.lock);
-    g_cond_init(&q.not_full);
-    g_cond_init(&q.not_empty);
-    g_queue_init(&q.items);
-    /* Chunks small enough to balance threads, large enough to read a tar archive few times. */
-    size_t chunk = n_own / ((size_t)o->threads * 4);
-    chunk = CLAMP(chunk, 1, 64);
-    fe_shared sh = {
-        .corpus = corpus, .mel = mel, .o = o, .q = &q, .own = own, .n_own = n_own, .chunk = chunk};
-    GThread **threads = g_new0(GThread *, o->threads);
-    for (int t = 0; t < o->threads; t++)
-      threads[t] = g_thread_new("vs-frontend", fe_worker, &sh);
+    mel_maker maker = {mel, o};
+    vs_frontend *fe = vs_frontend_start(corpus, own, n_own, o->threads, o->queue, make_features,
+                                        g_free, &maker);
     GError *werr = NULL;
     for (;;) {
       bool finished = false;
-      fe_item *it = queue_pop(&q, 100000, &finished);
+      vs_frontend_item *it = vs_frontend_pop(fe, 100000, &finished);
       if (it) {
         if (writer_ok) {
           const vs_utt *u = vs_corpus_utt(corpus, it->index);
           if (!write_item(&w, it, &werr)) {
             writer_ok = false;
-            g_atomic_int_set(&q.stop, 1);
-            g_mutex_lock(&q.lock);
-            g_cond_broadcast(&q.not_full);
-            g_mutex_unlock(&q.lock);
+            vs_frontend_cancel(fe);
           } else {
             vs_progress_add(progress, it->code ? 0 : (double)it->n_samples / VS_AUDIO_RATE,
                             it->code ? 0 : 1, it->code ? 1 : 0);
-            vs_debug("utterance %s: %s, %zu frames", u->id, it->code ? "failed" : "done",
-                     it->n_frames);
+            vs_debug("utterance %s: %s, %zu samples", u->id, it->code ? "failed" : "done",
+                     it->n_samples);
           }
           if (o->test_delay_ms > 0) g_usleep((gulong)o->test_delay_ms * 1000);
         }
-        item_free(it);
+        vs_frontend_item_free(fe, it);
       }
       if (writer_ok && !vs_progress_tick(progress, &werr)) {
         /* Progress is cosmetic, but an MPI failure here means the job is in trouble. */
         writer_ok = false;
-        g_atomic_int_set(&q.stop, 1);
+        vs_frontend_cancel(fe);
       }
       if (finished) break;
     }
-    for (int t = 0; t < o->threads; t++)
-      g_thread_join(threads[t]);
-    g_free(threads);
-    fe_item *left;
-    while ((left = g_queue_pop_head(&q.items)))
-      item_free(left);
-    g_mutex_clear(&q.lock);
-    g_cond_clear(&q.not_full);
-    g_cond_clear(&q.not_empty);
+    vs_frontend_free(fe);
     if (writer_ok && !close_shard(&w, &werr)) writer_ok = false;
     if (!writer_ok) {
       vs_featstore_abort(w.shard);
