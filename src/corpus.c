@@ -224,13 +224,15 @@ static void scan_item_free(gpointer p) {
 typedef struct {
   char *text, *speaker, *language;
   double start, end, duration; /* end, duration: < 0 when absent */
+  char *id;                    /* a manifest's own id for the utterance, or NULL */
 } meta;
 
 static void meta_clear(meta *m) {
   g_free(m->text);
   g_free(m->speaker);
   g_free(m->language);
-  *m = (meta){NULL, NULL, NULL, 0, -1, -1};
+  g_free(m->id);
+  *m = (meta){NULL, NULL, NULL, 0, -1, -1, NULL};
 }
 
 /* Takes ownership of `key` and `base` (a GString's contents). */
@@ -301,6 +303,7 @@ static bool parse_meta(JsonObject *o, meta *m, GError **err) {
   bool has_start, has_end, has_dur;
   double start = 0, end = -1, dur = -1;
   if (!get_string(o, "text", &m->text, err) || !get_string(o, "speaker", &m->speaker, err) ||
+      !get_string(o, "id", &m->id, err) ||
       !get_string(o, "language", &m->language, err) ||
       !get_number(o, "start", &start, &has_start, err) ||
       !get_number(o, "end", &end, &has_end, err) || !get_number(o, "duration", &dur, &has_dur, err))
@@ -835,11 +838,17 @@ static void manifest_line(scan *s, JsonParser *parser, const char *mdir, const c
   }
 
   GString *id = g_string_new(NULL);
-  append_safe_path(id, mbase, false);
-  char *ref_id = g_strdup(ref);
-  if (member) ref_id[strlen(ref_id) - tar_ext_len(ref_id)] = '\0';
-  append_safe_path(id, ref_id, member == NULL);
-  g_free(ref_id);
+  /* The manifest's own id wins (its references and outputs are keyed by it); otherwise the id
+   * comes from the manifest's name and the audio reference. */
+  if (m.id && *m.id) {
+    append_safe_path(id, m.id, false);
+  } else {
+    append_safe_path(id, mbase, false);
+    char *ref_id = g_strdup(ref);
+    if (member) ref_id[strlen(ref_id) - tar_ext_len(ref_id)] = '\0';
+    append_safe_path(id, ref_id, member == NULL);
+    g_free(ref_id);
+  }
   char *nref = normalize_member(ref);
   if (file) {
     char *kbase = g_strdup_printf("m:%s:%s", mbase, nref);
@@ -847,13 +856,13 @@ static void manifest_line(scan *s, JsonParser *parser, const char *mdir, const c
     g_free(kbase);
   } else {
     char *nmember = normalize_member(member);
-    append_safe_path(id, nmember, true);
+    if (!(m.id && *m.id)) append_safe_path(id, nmember, true);
     char *kbase = g_strdup_printf("m:%s:%s:%s", mbase, nref, nmember);
     pending_ref *pr = g_new0(pending_ref, 1);
     pr->line_src = g_strdup(line_src);
     pr->member = g_strdup(member);
     pr->m = m;
-    m = (meta){NULL, NULL, NULL, 0, -1, -1};
+    m = (meta){NULL, NULL, NULL, 0, -1, -1, NULL};
     pr->key = segment_key(kbase, &pr->m);
     pr->id = id;
     GPtrArray *list = g_hash_table_lookup(refs_by_archive, resolved);

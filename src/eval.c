@@ -270,11 +270,15 @@ static int cmp_strp(const void *a, const void *b) {
 }
 
 static bool load_folder(vs_eval_set *s, GError **err) {
+  /* A transcribe output folder keeps its per-file transcripts in transcripts/. */
+  gchar *sub = g_build_filename(s->path, "transcripts", NULL);
+  const char *dir = g_file_test(sub, G_FILE_TEST_IS_DIR) ? sub : s->path;
   GError *e = NULL;
-  GDir *d = g_dir_open(s->path, 0, &e);
+  GDir *d = g_dir_open(dir, 0, &e);
   if (!d) {
-    g_set_error(err, VS_ERROR, VS_ERROR_IO, "%s: cannot list: %s", s->path, e->message);
+    g_set_error(err, VS_ERROR, VS_ERROR_IO, "%s: cannot list: %s", dir, e->message);
     g_error_free(e);
+    g_free(sub);
     return false;
   }
   GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
@@ -287,13 +291,14 @@ static bool load_folder(vs_eval_set *s, GError **err) {
   bool ok = names->len > 0;
   if (!ok)
     g_set_error(err, VS_ERROR, VS_ERROR_FORMAT, "%s: folder holds no transcript *.jsonl files",
-                s->path);
+                dir);
   for (guint i = 0; ok && i < names->len; i++) {
-    char *p = g_build_filename(s->path, names->pdata[i], NULL);
+    char *p = g_build_filename(dir, names->pdata[i], NULL);
     ok = add_transcript(s, p, err);
     g_free(p);
   }
   g_ptr_array_free(names, TRUE);
+  g_free(sub);
   return ok;
 }
 

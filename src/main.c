@@ -8,6 +8,7 @@
 #include "gpu.h"
 #include "log.h"
 #include "prepare.h"
+#include "transcribe.h"
 #include "vs_build_config.h"
 
 typedef struct {
@@ -17,6 +18,7 @@ typedef struct {
 } vs_command;
 
 static const vs_command commands[] = {
+    {"transcribe", vs_cmd_transcribe, "Whisper transcripts (JSONL/SRT/VTT, CTM/STM), resumable"},
     {"prepare", vs_cmd_prepare, "corpus -> sharded HDF5 log-mel feature stores, resumable"},
     {"eval", vs_cmd_eval, "WER/CER of transcripts against references (sclite-equal counts)"},
     {"convert", vs_cmd_convert, "import a faster-whisper/CTranslate2 or Hugging Face Whisper model"},
