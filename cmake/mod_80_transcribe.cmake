@@ -58,13 +58,17 @@ if(VS_BUILD_TESTS)
   # and a long-form file of several minutes: WER within 1 point; segments ordered and covering
   # the speech.
   foreach(mode sequential batched)
+    add_test(NAME transcribe_mode_${mode}_clean COMMAND ${CMAKE_COMMAND} -E rm -rf ${VS_TT}/mode-${mode})
+    set_tests_properties(transcribe_mode_${mode}_clean PROPERTIES LABELS "model;slow"
+                         FIXTURES_SETUP transcribe_mode_${mode}_clean)
     add_test(NAME transcribe_mode_${mode}
              COMMAND ${CMAKE_COMMAND} -E env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
                      $<TARGET_FILE:voxshard> transcribe --model=${VS_TINY_EN}
                      --out=${VS_TT}/mode-${mode} --mode=${mode} --batch-size=8 --progress=off
                      ${VS_TT}/corpus/mixed/manifest.jsonl)
     set_tests_properties(transcribe_mode_${mode} PROPERTIES LABELS "model;slow" TIMEOUT 900
-                         FIXTURES_REQUIRED transcribe_corpus FIXTURES_SETUP transcribe_modes)
+                         FIXTURES_REQUIRED "transcribe_corpus;transcribe_mode_${mode}_clean"
+                         FIXTURES_SETUP transcribe_modes)
   endforeach()
   add_test(NAME transcribe_modes_check
            COMMAND ${VS_PY} ${VS_TCHECK} check-modes ${VS_TT}/mode-sequential ${VS_TT}/mode-batched
