@@ -23,7 +23,7 @@ if(VS_BUILD_TESTS)
       return()
     endif()
     add_executable(test_transcribe_real tests/test_transcribe_real.c)
-    target_link_libraries(test_transcribe_real PRIVATE vs_longform vs_mel vs_audio vs_model)
+    target_link_libraries(test_transcribe_real PRIVATE vs_longform vs_mel vs_audio vs_model vs_eval)
     # Reference transcripts: faster-whisper in the venv, made at test time into the build tree.
     add_test(NAME transcribe_real_reference
              COMMAND sh -c "exec \"\${VOXSHARD_CACHE:-$HOME/.cache/voxshard}/venv/bin/python\" \"$0\" \"$1\""

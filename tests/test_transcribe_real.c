@@ -8,7 +8,9 @@
  * The model: $VOXSHARD_MODEL_H5, else $VOXSHARD_CACHE/models/tiny.en.h5 (default
  * ~/.cache/voxshard); exits 77 when it is missing. */
 #include "audio.h"
+#include "eval.h"
 #include "longform.h"
+#include "normalizer.h"
 #include "mel.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -25,6 +27,52 @@ typedef struct {
   float *mel;
   size_t n_frames;
 } clip_t;
+
+/* Human references of the 10 clips (pocketsphinx-testdata's transcription files), by path, and
+ * Whisper's English normaliser: the gate's WER comparison. */
+static GHashTable *human_refs;
+static vs_norm *norm;
+
+static void load_human_refs(void) {
+  human_refs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  const char *dirs[2][2] = {{"librivox", "transcription"}, {"cards", "cards.transcription"}};
+  for (int d = 0; d < 2; d++) {
+    gchar *dir = g_build_filename("/usr/share/pocketsphinx/test/data", dirs[d][0], NULL);
+    gchar *path = g_build_filename(dir, dirs[d][1], NULL), *text = NULL;
+    if (!g_file_get_contents(path, &text, NULL, NULL)) VS_DIE("%s: cannot read", path);
+    gchar **lines = g_strsplit(text, "\n", -1);
+    for (gchar **l = lines; *l; l++) {
+      char *open = strrchr(*l, '('), *close = strrchr(*l, ')');
+      if (!open || !close || close < open) continue;
+      gchar *id = g_strndup(open + 1, (gsize)(close - open - 1));
+      gchar *words = g_strndup(*l, (gsize)(open - *l));
+      GRegex *tags = g_regex_new("</?s>", 0, 0, NULL);
+      gchar *clean = g_regex_replace_literal(tags, words, -1, 0, "", 0, NULL);
+      g_regex_unref(tags);
+      gchar *wav = g_strdup_printf("%s/%s.wav", dir, g_strstrip(id));
+      g_hash_table_replace(human_refs, wav, g_strdup(g_strstrip(clean)));
+      g_free(clean);
+      g_free(words);
+      g_free(id);
+    }
+    g_strfreev(lines);
+    g_free(text);
+    g_free(path);
+    g_free(dir);
+  }
+  GError *e = NULL;
+  char *map = vs_norm_default_spelling_map_path();
+  norm = vs_norm_new(VS_NORM_ENGLISH, g_file_test(map, G_FILE_TEST_EXISTS) ? map : NULL, &e);
+  VS_GERROR_CHECK(norm, e);
+  g_free(map);
+}
+
+static void add_wer(vs_eval_counts *acc, const char *ref, const char *hyp) {
+  char *r = vs_norm_apply(norm, ref), *h = vs_norm_apply(norm, hyp ? hyp : "");
+  vs_eval_align_words(r, h, acc);
+  g_free(r);
+  g_free(h);
+}
 
 static int run_config(const vs_model *model, vs_precision prec, int beam, JsonObject *refs,
                       clip_t *clips, int n, bool *skipped, bool *long_eq) {
@@ -72,10 +120,16 @@ static int run_config(const vs_model *model, vs_precision prec, int beam, JsonOb
   double secs = (g_get_monotonic_time() - t0) / 1e6;
 
   int equal = 0;
+  vs_eval_counts wer_vox = {0}, wer_fw = {0};
   for (int i = 0; i < n; i++) {
     char *mine = vs_transcript_text(&tr[i]);
     JsonObject *r = json_object_get_object_member(refs, clips[i].path);
     const char *ref = r ? json_object_get_string_member(r, "text") : NULL;
+    const char *human = g_hash_table_lookup(human_refs, clips[i].path);
+    if (i < 10 && human) {
+      add_wer(&wer_vox, human, mine);
+      add_wer(&wer_fw, human, ref);
+    }
     bool eq = ref && !strcmp(mine, ref);
     if (eq) {
       /* same words: the segmentation (seek loop, timestamps) must agree as well */
@@ -101,6 +155,10 @@ static int run_config(const vs_model *model, vs_precision prec, int beam, JsonOb
   printf("precision %s beam %d: %d/10 clips equal, long file %s (%.1f s for the batch)\n",
          prec == VS_PRECISION_BF16 ? "bf16" : "fp32", beam, equal, *long_eq ? "equal" : "DIFFERS",
          secs);
+  double wv = 100 * vs_eval_error_rate(&wer_vox), wf = 100 * vs_eval_error_rate(&wer_fw);
+  printf("  WER over the 10 clips: voxshard %.2f%%, faster-whisper %.2f%%\n", wv, wf);
+  CHECK_MSG(fabs(wv - wf) <= 0.5, "%s beam %d: WER %.2f vs faster-whisper %.2f",
+            prec == VS_PRECISION_BF16 ? "bf16" : "fp32", beam, wv, wf);
   g_free(tr);
   g_free(mels);
   g_free(nf);
@@ -150,6 +208,7 @@ int main(int argc, char **argv) {
     vs_audio_clear(&a);
   }
 
+  load_human_refs();
   const int beams[2] = {1, 5};
   const char *names[2] = {"beam1", "beam5"};
   for (int b = 0; b < 2; b++) {
@@ -171,6 +230,8 @@ int main(int argc, char **argv) {
   g_free(clips);
   vs_mel_free(mel);
   vs_model_free(model);
+  vs_norm_free(norm);
+  g_hash_table_destroy(human_refs);
   g_object_unref(jp);
   g_free(ref_path);
   g_free(model_path);
