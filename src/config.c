@@ -307,3 +307,21 @@ void vs_config_print_help(const vs_config *cfg, const char *usage, const char *s
   }
   printf("  %-28s %s\n", "--help", "this text");
 }
+
+bool vs_config_parse_or_help(vs_config *cfg, int argc, char **argv, const char *usage,
+                             const char *summary, int *exit_code) {
+  GError *err = NULL;
+  bool help = false;
+  if (!vs_config_parse_args(cfg, argc, argv, &help, &err)) {
+    fprintf(stderr, "voxshard %s: %s\n", cfg->command, err->message);
+    g_clear_error(&err);
+    *exit_code = 2;
+    return false;
+  }
+  if (help) {
+    vs_config_print_help(cfg, usage, summary);
+    *exit_code = 0;
+    return false;
+  }
+  return true;
+}

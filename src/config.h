@@ -43,6 +43,12 @@ bool vs_config_load_file(vs_config *cfg, const char *path, GError **err);
  * Sets *want_help when --help/-h is given. */
 bool vs_config_parse_args(vs_config *cfg, int argc, char **argv, bool *want_help, GError **err);
 
+/* A command's first step: parses argv; on --help prints the help and sets *exit_code 0, on a
+ * bad option prints "voxshard COMMAND: message" and sets *exit_code 2. Returns true when the
+ * command should go on. */
+bool vs_config_parse_or_help(vs_config *cfg, int argc, char **argv, const char *usage,
+                             const char *summary, int *exit_code);
+
 /* Sets one option from its text form, as a flag would; `origin` names the source in errors. */
 bool vs_config_set(vs_config *cfg, const char *key, const char *value, const char *origin,
                    GError **err);

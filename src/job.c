@@ -48,6 +48,19 @@ bool vs_job_agree(vs_coll *c, bool local_ok, const char *stage, int fatal_exit_c
   return total == 0;
 }
 
+void vs_job_json_int(JsonBuilder *b, const char *key, gint64 v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_int_value(b, v);
+}
+void vs_job_json_double(JsonBuilder *b, const char *key, double v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_double_value(b, v);
+}
+void vs_job_json_string(JsonBuilder *b, const char *key, const char *v) {
+  json_builder_set_member_name(b, key);
+  json_builder_add_string_value(b, v);
+}
+
 bool vs_job_write_json(const char *path, JsonBuilder *b, GError **err) {
   JsonGenerator *g = json_generator_new();
   JsonNode *root = json_builder_get_root(b);

@@ -55,6 +55,11 @@ bool vs_job_record_error(vs_job *job, const char *stage, const char *id, const c
 /* Collective: every rank's local success; true when no rank failed. */
 bool vs_job_agree(vs_coll *c, bool local_ok, const char *stage, int fatal_exit_code);
 
+/* One member of the object being built (summaries). */
+void vs_job_json_int(JsonBuilder *b, const char *key, gint64 v);
+void vs_job_json_double(JsonBuilder *b, const char *key, double v);
+void vs_job_json_string(JsonBuilder *b, const char *key, const char *v);
+
 /* Writes a JSON document built with `b` atomically to `path` (pretty, trailing newline). */
 bool vs_job_write_json(const char *path, JsonBuilder *b, GError **err);
 

@@ -175,18 +175,6 @@ static bool write_item(writer_state *w, const vs_frontend_item *it, GError **err
 
 /* ---- helpers ---- */
 
-static void jint(JsonBuilder *b, const char *k, gint64 v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_int_value(b, v);
-}
-static void jdbl(JsonBuilder *b, const char *k, double v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_double_value(b, v);
-}
-static void jstr(JsonBuilder *b, const char *k, const char *v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_string_value(b, v);
-}
 
 static gint cmp_index_utt(gconstpointer a, gconstpointer b) {
   return strcmp(((const vs_featstore_index_utt *)a)->id, ((const vs_featstore_index_utt *)b)->id);
@@ -356,29 +344,29 @@ static int run_prepare(vs_coll *c, const prepare_opts *o, const char *const *inp
     if (ok) {
       JsonBuilder *b = json_builder_new();
       json_builder_begin_object(b);
-      jstr(b, "command", "prepare");
-      jstr(b, "voxshard_version", VS_VERSION);
-      jint(b, "run", run);
-      jint(b, "world_size", world);
-      jint(b, "utterances_in_corpus", (gint64)n);
-      jint(b, "done", (gint64)job_done);
-      jint(b, "failed", (gint64)job_failed);
-      jint(b, "corpus_problems", (gint64)n_problems);
-      jint(b, "skipped_as_done", (gint64)n_skipped);
-      jdbl(b, "audio_hours_done", job_audio_s / 3600.0);
-      jdbl(b, "audio_hours_planned", total_todo_s / 3600.0);
-      jint(b, "utterances_in_index", (gint64)n_index);
-      jdbl(b, "audio_hours_in_index", index_s / 3600.0);
-      jdbl(b, "wall_seconds", wall);
-      jdbl(b, "x_real_time", wall > 0 ? job_audio_s / wall : 0.0);
-      jint(b, "n_mels", o->n_mels);
-      jint(b, "threads_per_rank", o->threads);
+      vs_job_json_string(b, "command", "prepare");
+      vs_job_json_string(b, "voxshard_version", VS_VERSION);
+      vs_job_json_int(b, "run", run);
+      vs_job_json_int(b, "world_size", world);
+      vs_job_json_int(b, "utterances_in_corpus", (gint64)n);
+      vs_job_json_int(b, "done", (gint64)job_done);
+      vs_job_json_int(b, "failed", (gint64)job_failed);
+      vs_job_json_int(b, "corpus_problems", (gint64)n_problems);
+      vs_job_json_int(b, "skipped_as_done", (gint64)n_skipped);
+      vs_job_json_double(b, "audio_hours_done", job_audio_s / 3600.0);
+      vs_job_json_double(b, "audio_hours_planned", total_todo_s / 3600.0);
+      vs_job_json_int(b, "utterances_in_index", (gint64)n_index);
+      vs_job_json_double(b, "audio_hours_in_index", index_s / 3600.0);
+      vs_job_json_double(b, "wall_seconds", wall);
+      vs_job_json_double(b, "x_real_time", wall > 0 ? job_audio_s / wall : 0.0);
+      vs_job_json_int(b, "n_mels", o->n_mels);
+      vs_job_json_int(b, "threads_per_rank", o->threads);
       json_builder_set_member_name(b, "planned_seconds_per_rank");
       json_builder_begin_array(b);
       for (int r = 0; r < world; r++)
         json_builder_add_double_value(b, load_s[r]);
       json_builder_end_array(b);
-      jint(b, "exit_code", final_code);
+      vs_job_json_int(b, "exit_code", final_code);
       json_builder_end_object(b);
       gchar *summary_path = g_build_filename(o->out, "summary.json", NULL);
       ok = vs_job_write_json(summary_path, b, &err);
@@ -432,18 +420,11 @@ static const char *summary_text =
 
 int vs_cmd_prepare(int argc, char **argv) {
   GError *err = NULL;
-  bool help = false;
+  int rc = VS_PREPARE_EXIT_OK;
   vs_config *cfg = vs_config_new("prepare", prepare_specs, N_PREPARE_SPECS);
-  if (!vs_config_parse_args(cfg, argc, argv, &help, &err)) {
-    fprintf(stderr, "voxshard prepare: %s\n", err->message);
-    g_clear_error(&err);
+  if (!vs_config_parse_or_help(cfg, argc, argv, usage_text, summary_text, &rc)) {
     vs_config_free(cfg);
-    return VS_PREPARE_EXIT_USAGE;
-  }
-  if (help) {
-    vs_config_print_help(cfg, usage_text, summary_text);
-    vs_config_free(cfg);
-    return VS_PREPARE_EXIT_OK;
+    return rc == 0 ? VS_PREPARE_EXIT_OK : VS_PREPARE_EXIT_USAGE;
   }
   const char *out = vs_config_get_string(cfg, "out");
   if (!out || !*out || vs_config_n_positionals(cfg) == 0) {
@@ -493,7 +474,7 @@ int vs_cmd_prepare(int argc, char **argv) {
     vs_info("prepare: %d rank(s), %d front-end thread(s) each, n_mels %d, %zu input(s) -> %s",
             vs_coll_size(c), o.threads, o.n_mels, n_inputs, out);
   }
-  int rc = run_prepare(c, &o, inputs, n_inputs);
+  rc = run_prepare(c, &o, inputs, n_inputs);
   if (!vs_coll_finalize(c, &err)) {
     vs_error("%s", err->message);
     g_clear_error(&err);

@@ -428,18 +428,6 @@ static bool write_corpus_outputs(const transcribe_opts *o, const vs_corpus *corp
   return ok;
 }
 
-static void jint(JsonBuilder *b, const char *k, gint64 v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_int_value(b, v);
-}
-static void jdbl(JsonBuilder *b, const char *k, double v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_double_value(b, v);
-}
-static void jstr(JsonBuilder *b, const char *k, const char *v) {
-  json_builder_set_member_name(b, k);
-  json_builder_add_string_value(b, v);
-}
 
 static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *const *inputs,
                           size_t n_inputs) {
@@ -541,26 +529,26 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
     if (ok) {
       JsonBuilder *b = json_builder_new();
       json_builder_begin_object(b);
-      jstr(b, "command", "transcribe");
-      jstr(b, "voxshard_version", VS_VERSION);
-      jstr(b, "model", o->model_path);
-      jstr(b, "mode", o->batched ? "batched" : "sequential");
-      jstr(b, "precision", vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
-      jint(b, "beam_size", o->lf.search.beam_size);
-      jint(b, "batch_size", o->batch_size);
-      jint(b, "run", job.run);
-      jint(b, "world_size", world);
-      jint(b, "files_in_corpus", (gint64)vs_corpus_size(job.corpus));
-      jint(b, "done", (gint64)job_done);
-      jint(b, "failed", (gint64)job_failed);
-      jint(b, "corpus_problems", (gint64)n_problems);
-      jint(b, "skipped_as_done", (gint64)job.n_skipped);
-      jint(b, "files_transcribed_in_total", (gint64)n_files);
-      jdbl(b, "audio_hours_done", job_audio_s / 3600.0);
-      jdbl(b, "audio_hours_planned", job.total_todo_s / 3600.0);
-      jdbl(b, "wall_seconds", wall);
-      jdbl(b, "x_real_time", wall > 0 ? job_audio_s / wall : 0.0);
-      jint(b, "exit_code", final_code);
+      vs_job_json_string(b, "command", "transcribe");
+      vs_job_json_string(b, "voxshard_version", VS_VERSION);
+      vs_job_json_string(b, "model", o->model_path);
+      vs_job_json_string(b, "mode", o->batched ? "batched" : "sequential");
+      vs_job_json_string(b, "precision", vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
+      vs_job_json_int(b, "beam_size", o->lf.search.beam_size);
+      vs_job_json_int(b, "batch_size", o->batch_size);
+      vs_job_json_int(b, "run", job.run);
+      vs_job_json_int(b, "world_size", world);
+      vs_job_json_int(b, "files_in_corpus", (gint64)vs_corpus_size(job.corpus));
+      vs_job_json_int(b, "done", (gint64)job_done);
+      vs_job_json_int(b, "failed", (gint64)job_failed);
+      vs_job_json_int(b, "corpus_problems", (gint64)n_problems);
+      vs_job_json_int(b, "skipped_as_done", (gint64)job.n_skipped);
+      vs_job_json_int(b, "files_transcribed_in_total", (gint64)n_files);
+      vs_job_json_double(b, "audio_hours_done", job_audio_s / 3600.0);
+      vs_job_json_double(b, "audio_hours_planned", job.total_todo_s / 3600.0);
+      vs_job_json_double(b, "wall_seconds", wall);
+      vs_job_json_double(b, "x_real_time", wall > 0 ? job_audio_s / wall : 0.0);
+      vs_job_json_int(b, "exit_code", final_code);
       json_builder_end_object(b);
       gchar *path = g_build_filename(o->out, "summary.json", NULL);
       ok = vs_job_write_json(path, b, &err);
@@ -608,18 +596,11 @@ static const char *summary_text =
 
 int vs_cmd_transcribe(int argc, char **argv) {
   GError *err = NULL;
-  bool help = false;
+  int rc = VS_TRANSCRIBE_EXIT_OK;
   vs_config *cfg = vs_config_new("transcribe", transcribe_specs, N_TRANSCRIBE_SPECS);
-  if (!vs_config_parse_args(cfg, argc, argv, &help, &err)) {
-    fprintf(stderr, "voxshard transcribe: %s\n", err->message);
-    g_clear_error(&err);
+  if (!vs_config_parse_or_help(cfg, argc, argv, usage_text, summary_text, &rc)) {
     vs_config_free(cfg);
-    return VS_TRANSCRIBE_EXIT_USAGE;
-  }
-  if (help) {
-    vs_config_print_help(cfg, usage_text, summary_text);
-    vs_config_free(cfg);
-    return VS_TRANSCRIBE_EXIT_OK;
+    return rc == 0 ? VS_TRANSCRIBE_EXIT_OK : VS_TRANSCRIBE_EXIT_USAGE;
   }
   const char *out = vs_config_get_string(cfg, "out");
   const char *model = vs_config_get_string(cfg, "model");
@@ -695,7 +676,7 @@ int vs_cmd_transcribe(int argc, char **argv) {
     vs_info("transcribe: %d rank(s), mode %s, batch %d, beam %d, %zu input(s) -> %s",
             vs_coll_size(c), o.batched ? "batched" : "sequential", o.batch_size, so->beam_size,
             n_inputs, out);
-  int rc = run_transcribe(c, &o, inputs, n_inputs);
+  rc = run_transcribe(c, &o, inputs, n_inputs);
   if (!vs_coll_finalize(c, &err)) {
     vs_error("%s", err->message);
     g_clear_error(&err);
