@@ -509,8 +509,12 @@ void vs_eval_report_free(vs_eval_report *r) {
 
 static void print_row(FILE *f, const char *name, const vs_eval_counts *w, const vs_eval_counts *c,
                       long n) {
-  fprintf(f, "%-32.32s %6ld %8ld %7ld %7ld %7ld %7ld %7.2f %7.2f\n", name, n, w->n_ref, w->cor,
-          w->sub, w->del, w->ins, 100.0 * vs_eval_error_rate(w), 100.0 * vs_eval_error_rate(c));
+  /* Ids often share long prefixes (a book, a podcast): keep their distinctive tail. */
+  size_t len = strlen(name);
+  const char *shown = len > 32 ? name + len - 31 : name;
+  fprintf(f, "%s%-*s %6ld %8ld %7ld %7ld %7ld %7ld %7.2f %7.2f\n", len > 32 ? "~" : "",
+          len > 32 ? 31 : 32, shown, n, w->n_ref, w->cor, w->sub, w->del, w->ins,
+          100.0 * vs_eval_error_rate(w), 100.0 * vs_eval_error_rate(c));
 }
 
 static void print_header(FILE *f, const char *what) {
