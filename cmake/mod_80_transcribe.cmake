@@ -41,6 +41,27 @@ if(VS_BUILD_TESTS)
   set_tests_properties(transcribe_np_check PROPERTIES LABELS "mpi;model"
                        FIXTURES_REQUIRED "transcribe_corpus;transcribe_outputs")
 
+  # The batched mode across world sizes: VAD chunks of many files share batches, yet each file's
+  # transcript is the same on 1 and 3 ranks (one window per batch, fp32, as above).
+  foreach(np 1 3)
+    add_test(NAME transcribe_batched_np${np}_clean
+             COMMAND ${CMAKE_COMMAND} -E rm -rf ${VS_TT}/batched-np${np})
+    set_tests_properties(transcribe_batched_np${np}_clean PROPERTIES LABELS "mpi;model"
+                         FIXTURES_SETUP transcribe_batched_np${np})
+    add_test(NAME transcribe_batched_np${np}
+             COMMAND ${VS_MPIRUN_T} -np ${np} $<TARGET_FILE:voxshard> transcribe --mode=batched
+                     --model=${VS_TINY_EN} --out=${VS_TT}/batched-np${np} --batch-size=1
+                     --precision=fp32 --threads=1 --progress=off ${VS_T_INPUTS})
+    set_tests_properties(transcribe_batched_np${np} PROPERTIES LABELS "mpi;model" TIMEOUT 600
+                         FIXTURES_REQUIRED "transcribe_corpus;transcribe_batched_np${np}"
+                         FIXTURES_SETUP transcribe_batched_outputs)
+  endforeach()
+  add_test(NAME transcribe_batched_np_check
+           COMMAND ${VS_PY} ${VS_TCHECK} check-np ${VS_TT}/batched-np1 ${VS_TT}/batched-np3
+                   --corpus ${VS_TT}/corpus)
+  set_tests_properties(transcribe_batched_np_check PROPERTIES LABELS "mpi;model"
+                       FIXTURES_REQUIRED "transcribe_corpus;transcribe_batched_outputs")
+
   add_test(NAME transcribe_kill9
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/helpers/transcribe_kill_test.sh
                    $<TARGET_FILE:voxshard> ${VS_TINY_EN} ${VS_PY} ${VS_TCHECK} ${VS_TT}/corpus
@@ -75,4 +96,31 @@ if(VS_BUILD_TESTS)
                    --corpus ${VS_TT}/corpus --eval $<TARGET_FILE:voxshard>)
   set_tests_properties(transcribe_modes_check PROPERTIES LABELS "model;slow"
                        FIXTURES_REQUIRED "transcribe_corpus;transcribe_modes")
+endif()
+
+if(VS_BUILD_TESTS)
+  # The batched engine against faster-whisper's BatchedInferencePipeline on the real tiny.en and
+  # Silero VAD: chunk times, prompt, and the tokens of windows decoded across files.
+  add_executable(test_batched tests/test_batched.c)
+  target_link_libraries(test_batched PRIVATE vs_transcribe)
+  add_test(NAME batched_reference
+           COMMAND sh -c "exec \"\${VOXSHARD_CACHE:-$HOME/.cache/voxshard}/venv/bin/python\" \"$0\" \"$1\""
+                   ${CMAKE_SOURCE_DIR}/tests/helpers/fw_batched.py ${CMAKE_BINARY_DIR}/fw-batched)
+  set_tests_properties(batched_reference PROPERTIES LABELS "model" TIMEOUT 600
+                       FIXTURES_SETUP fw_batched)
+  add_test(NAME batched COMMAND test_batched ${CMAKE_BINARY_DIR}/fw-batched)
+  set_tests_properties(batched PROPERTIES LABELS "model" TIMEOUT 600
+                       FIXTURES_REQUIRED fw_batched SKIP_RETURN_CODE 77)
+endif()
+
+if(VS_BUILD_TESTS)
+  # Bad options: exit 2 with a message, before any output folder exists.
+  add_test(NAME transcribe_bad_options
+           COMMAND sh -c "mkdir -p $0; out=$0/bad-options; rm -rf $out; \
+\"$1\" transcribe --mode=batched --no-without-timestamps --model=m.h5 --out=$out in 2>$0/bad-options.err; \
+[ $? -eq 2 ] && grep -q without-timestamps $0/bad-options.err && \
+\"$1\" transcribe --beam-size=0 --model=m.h5 --out=$out in 2>/dev/null; [ $? -eq 2 ] && \
+\"$1\" transcribe --model=m.h5 in 2>/dev/null; [ $? -eq 2 ] && [ ! -e $out ]"
+                   ${CMAKE_BINARY_DIR}/test-transcribe $<TARGET_FILE:voxshard>)
+  set_tests_properties(transcribe_bad_options PROPERTIES LABELS "unit")
 endif()

@@ -8,20 +8,21 @@
 #ifndef VS_BATCHED_H
 #define VS_BATCHED_H
 
-#include <glib.h>
-#include <stdbool.h>
-#include <stddef.h>
-
 #include "longform.h"
 #include "mel.h"
 #include "search.h"
 #include "vad.h"
 
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+
 #define VS_BATCHED_CHUNK_S 30.0
 
 typedef struct {
-  float *mel;             /* host, [n_mels][3000]: the chunk's log-mel, zero-padded */
-  double start_s, end_s;  /* the chunk's speech on the original timeline */
+  float *mel;            /* host, [n_mels][3000]: the chunk's log-mel, zero-padded */
+  double start_s, end_s; /* the chunk's speech on the original timeline, in seconds rounded to
+                            0.01 as faster-whisper's SpeechTimestampsMap does */
 } vs_batched_window;
 
 typedef struct {
@@ -38,10 +39,21 @@ void vs_batched_file_clear(vs_batched_file *f);
  * max_initial_timestamp 0; beam search settings from `base`. */
 vs_search_options vs_batched_search_options(const vs_search_options *base);
 
+/* The prompt every window of the batched pipeline gets (faster-whisper's get_prompt with
+ * without_timestamps): [<|startofprev|> + the last n_text_ctx/2 - 1 tokens of initial_prompt,
+ * encoded as given] <|startoftranscript|> [<|lang|> <|transcribe|> or <|translate|> on
+ * multilingual models] <|notimestamps|>. initial_prompt NULL or "": none. language: a code such
+ * as "en" (multilingual models; no detection); an unknown one is a VS_ERROR_CONFIG error.
+ * Returns a g_malloc'd array of *n_prompt ids. */
+int *vs_batched_prompt(const struct vs_tokenizer *tok, const char *language, bool translate,
+                       const char *initial_prompt, int n_text_ctx, int *n_prompt, GError **err);
+
 /* Decodes n windows (from any files; mels[i] is [n_mels][3000]) in one batch: one encoder pass,
- * one search over all of them. The decoder's state must hold n windows and
- * n * vs_search_slots_max(o) sequences. results[i] is filled (vs_search_result_clear them). */
-bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o,
-                       const float *const *mels, int n, vs_search_result *results, GError **err);
+ * one search over all of them, each window its own job (own KV slots, own finish) with `prompt`.
+ * The decoder's state must hold n windows and n * vs_search_slots_max(o) sequences. results[i]
+ * is filled (vs_search_result_clear them). */
+bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o, const int *prompt,
+                       int n_prompt, const float *const *mels, int n, vs_search_result *results,
+                       GError **err);
 
 #endif

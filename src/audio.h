@@ -14,6 +14,10 @@
 typedef struct {
   float *samples; /* host memory, g_malloc'd, mono, VS_AUDIO_RATE Hz */
   size_t n_samples;
+  int source_rate; /* the source's sample rate and channel count, for logs and stats */
+  int source_channels;
+  double decode_s;   /* wall seconds spent decoding (+ downmix) and resampling this call: */
+  double resample_s; /* front-end statistics and bench/frontend_bench.c */
 } vs_audio;
 
 /* Header-only probe: duration in seconds without decoding the samples (for sharding plans).
@@ -23,7 +27,12 @@ bool vs_audio_probe_memory(const void *data, size_t size, const char *name, doub
                            GError **err);
 
 /* Decodes [start_s, end_s) of the source (end_s <= 0: to the end). An empty, zero-sample,
- * truncated or corrupt source is a VS_ERROR_AUDIO / VS_ERROR_FORMAT error naming `name`. */
+ * truncated or corrupt source is a VS_ERROR_AUDIO / VS_ERROR_FORMAT error naming `name`; a
+ * missing or unreadable path is VS_ERROR_IO. Truncation is detected when the header (WAV/AIFF
+ * data size, FLAC STREAMINFO, Ogg final page, MP3 Xing/Info frame count) promises more than the
+ * bytes hold, or when an MP3's last frame is cut short. Resampling is libsoxr's HQ preset; the
+ * 16 kHz length is round(n_source * 16000 / rate) (libsoxr flushes its filter delay).
+ * Thread-safe: no shared state besides a lock around libsndfile's global open-error slot. */
 bool vs_audio_decode_file(const char *path, double start_s, double end_s, vs_audio *out,
                           GError **err);
 bool vs_audio_decode_memory(const void *data, size_t size, const char *name, double start_s,

@@ -1,9 +1,5 @@
 #include "transcribe.h"
 
-#include <json-glib/json-glib.h>
-#include <math.h>
-#include <string.h>
-
 #include "audio.h"
 #include "batched.h"
 #include "coll.h"
@@ -24,6 +20,10 @@
 #include "vs_build_config.h"
 #include "vs_error.h"
 #include "whisper.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
 
 /* Defaults are faster-whisper's WhisperModel.transcribe / BatchedInferencePipeline ones. */
 static const vs_opt_spec transcribe_specs[] = {
@@ -47,15 +47,19 @@ static const vs_opt_spec transcribe_specs[] = {
      "fallback temperatures 0, +inc, ... up to 1 (0: no fallback)", NULL, 0, 1},
     {"compression-ratio-threshold", VS_OPT_DOUBLE, "2.4",
      "retry a window whose text compresses better than this", NULL, 0, 1000},
-    {"log-prob-threshold", VS_OPT_DOUBLE, "-1", "retry a window below this average log-prob",
-     NULL, -1000, 0},
+    {"log-prob-threshold", VS_OPT_DOUBLE, "-1", "retry a window below this average log-prob", NULL,
+     -1000, 0},
     {"no-speech-threshold", VS_OPT_DOUBLE, "0.6",
-     "skip a window above this no-speech probability (when its log-prob is also low)", NULL, 0,
-     1},
+     "skip a window above this no-speech probability (when its log-prob is also low)", NULL, 0, 1},
+    {"language", VS_OPT_STRING, "en",
+     "language code for multilingual models (no detection); English-only models ignore it"},
+    {"initial-prompt", VS_OPT_STRING, NULL,
+     "text that prompts the first window (sequential) or every window (batched)"},
     {"condition-on-previous-text", VS_OPT_BOOL, "true",
      "sequential: prompt each window with the previous text"},
     {"without-timestamps", VS_OPT_BOOL, "false",
-     "sequential: decode text only (one segment per window)"},
+     "sequential: decode text only (one segment per window); batched always does (its "
+     "faster-whisper default)"},
     {"precision", VS_OPT_CHOICE, "auto",
      "CPU precision: auto (bf16 where the CPU has native bf16), fp32, bf16", "auto|fp32|bf16"},
     {"threads", VS_OPT_INT, "0", "model threads per rank (0: OpenMP's default)", NULL, 0, 4096},
@@ -66,8 +70,7 @@ static const vs_opt_spec transcribe_specs[] = {
     {"formats", VS_OPT_STRING, "jsonl,srt,vtt", "per-file outputs; jsonl is always written"},
     {"log-level", VS_OPT_CHOICE, "info", "log verbosity", "debug|info|warn|error"},
     {"progress", VS_OPT_CHOICE, "auto", "progress display", "auto|tty|log|off"},
-    {"progress-interval", VS_OPT_DOUBLE, "10", "seconds between progress lines", NULL, 0.05,
-     86400},
+    {"progress-interval", VS_OPT_DOUBLE, "10", "seconds between progress lines", NULL, 0.05, 86400},
     {"test-delay-ms", VS_OPT_INT, "0", "test hook: pause after each file (kill tests)", NULL, 0,
      1000000},
 };
@@ -112,7 +115,7 @@ static void *make_payload(size_t index, const float *samples, size_t n_samples, 
     ok = vs_batched_prepare_file(ctx->vad, ctx->mel, samples, n_samples, &f->chunks, err);
   } else {
     f->n_frames = vs_mel_n_frames(n_samples, VS_MEL_PAD_FASTER_WHISPER);
-    f->mel = g_try_new(float, f->n_frames * (size_t)vs_mel_n_mels(ctx->mel));
+    f->mel = g_try_new(float, f->n_frames *(size_t)vs_mel_n_mels(ctx->mel));
     if (!f->mel) {
       g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "cannot allocate %zu frames of features",
                   f->n_frames);
@@ -139,6 +142,8 @@ typedef struct {
   const vs_tokenizer *tok;
   vs_longform_model lm;
   vs_search_options batched_search;
+  int *batched_prompt; /* host, [n_batched_prompt] */
+  int n_batched_prompt;
   size_t n_done, n_failed;
 } runner;
 
@@ -183,13 +188,19 @@ static bool publish(runner *r, const vs_utt *u, vs_out_transcript *t, size_t n_s
   return true;
 }
 
-static void transcript_init(vs_out_transcript *t, const vs_utt *u, size_t n_samples) {
+/* `language`: the one the model decoded with (hypotheses) or the corpus's (references). */
+static void transcript_init(vs_out_transcript *t, const vs_utt *u, size_t n_samples,
+                            const char *language) {
   memset(t, 0, sizeof *t);
   t->id = g_strdup(u->id);
   t->source = g_strdup(u->source);
-  t->language = g_strdup(u->language ? u->language : "en");
+  t->language = g_strdup(language && *language ? language : "en");
   t->speaker = u->speaker ? g_strdup(u->speaker) : NULL;
   t->duration_s = (double)n_samples / VS_AUDIO_RATE;
+}
+
+static const char *decode_language(const runner *r) {
+  return vs_tokenizer_specials(r->tok)->multilingual ? r->o->lf.language : "en";
 }
 
 static void copy_tokens(vs_out_segment *s, const int *tokens, int n) {
@@ -213,7 +224,7 @@ static bool run_sequential_batch(runner *r, vs_frontend_item **items, int n, GEr
   for (int i = 0; ok && i < n; i++) {
     const vs_utt *u = vs_corpus_utt(r->job->corpus, items[i]->index);
     vs_out_transcript t;
-    transcript_init(&t, u, items[i]->n_samples);
+    transcript_init(&t, u, items[i]->n_samples, decode_language(r));
     t.n_segs = (size_t)tr[i].n_segments;
     t.segs = g_new0(vs_out_segment, t.n_segs ? t.n_segs : 1);
     for (size_t s = 0; s < t.n_segs; s++) {
@@ -242,12 +253,12 @@ static bool run_sequential_batch(runner *r, vs_frontend_item **items, int n, GEr
 static bool finish_file(runner *r, open_file *f, GError **err) {
   const vs_utt *u = vs_corpus_utt(r->job->corpus, f->item->index);
   vs_out_transcript t;
-  transcript_init(&t, u, f->item->n_samples);
+  transcript_init(&t, u, f->item->n_samples, decode_language(r));
   t.segs = g_new0(vs_out_segment, f->chunks->n_windows ? f->chunks->n_windows : 1);
   for (size_t w = 0; w < f->chunks->n_windows; w++) {
     const vs_search_result *res = &f->results[w];
     char *text = vs_tokenizer_decode(r->tok, res->tokens, (size_t)res->n_tokens);
-    char *stripped = vs_search_stripped_text(r->tok, res->tokens, res->n_tokens);
+    if (!text) text = g_strdup("");
     vs_out_segment *s = &t.segs[t.n_segs++];
     *s = (vs_out_segment){.start_s = f->chunks->windows[w].start_s,
                           .end_s = f->chunks->windows[w].end_s,
@@ -257,7 +268,6 @@ static bool finish_file(runner *r, open_file *f, GError **err) {
                           .compression_ratio = vs_search_compression_ratio(text, strlen(text)),
                           .temperature = res->temperature};
     copy_tokens(s, res->tokens, res->n_tokens);
-    g_free(stripped);
   }
   bool ok = publish(r, u, &t, f->item->n_samples, err);
   vs_out_transcript_clear(&t);
@@ -288,7 +298,8 @@ static bool run_batched_round(runner *r, vs_frontend *fe, GQueue *windows, GErro
     mels[i] = refs[i]->file->chunks->windows[refs[i]->window].mel;
   }
   vs_search_result *results = g_new0(vs_search_result, n);
-  bool ok = vs_batched_decode(&r->lm, &r->batched_search, mels, n, results, err);
+  bool ok = vs_batched_decode(&r->lm, &r->batched_search, r->batched_prompt, r->n_batched_prompt,
+                              mels, n, results, err);
   for (int i = 0; i < n; i++) {
     open_file *f = refs[i]->file;
     if (ok) {
@@ -351,8 +362,7 @@ static bool consume(runner *r, vs_frontend *fe, GError **err) {
       if (o->batched && (int)windows.length >= o->batch_size) break;
     }
     if (ok && seq_batch->len > 0) {
-      ok = run_sequential_batch(r, (vs_frontend_item **)seq_batch->pdata, (int)seq_batch->len,
-                                err);
+      ok = run_sequential_batch(r, (vs_frontend_item **)seq_batch->pdata, (int)seq_batch->len, err);
       for (guint i = 0; i < seq_batch->len; i++)
         vs_frontend_item_free(fe, g_ptr_array_index(seq_batch, i));
       g_ptr_array_set_size(seq_batch, 0);
@@ -384,8 +394,8 @@ static bool consume(runner *r, vs_frontend *fe, GError **err) {
 }
 
 /* Rank 0, at the end: corpus CTM/STM from every journalled transcript, references, summary. */
-static bool write_corpus_outputs(const transcribe_opts *o, const vs_corpus *corpus,
-                                 size_t *n_files, GError **err) {
+static bool write_corpus_outputs(const transcribe_opts *o, const vs_corpus *corpus, size_t *n_files,
+                                 GError **err) {
   vs_journal_state *js = vs_journal_load(o->out, err);
   if (!js) return false;
   GPtrArray *hyps = g_ptr_array_new_with_free_func((GDestroyNotify)vs_out_transcript_free);
@@ -402,19 +412,22 @@ static bool write_corpus_outputs(const transcribe_opts *o, const vs_corpus *corp
     const vs_utt *u = vs_corpus_utt(corpus, i);
     if (!u->text || !vs_journal_is_done(js, u->id)) continue;
     vs_out_transcript *t = g_new0(vs_out_transcript, 1);
-    transcript_init(t, u, (size_t)llround(u->duration_s * VS_AUDIO_RATE));
+    transcript_init(t, u, (size_t)llround(u->duration_s * VS_AUDIO_RATE), u->language);
     t->n_segs = 1;
     t->segs = g_new0(vs_out_segment, 1);
-    t->segs[0] = (vs_out_segment){.start_s = 0, .end_s = u->duration_s, .text = g_strdup(u->text),
-                                  .avg_logprob = NAN, .no_speech_prob = NAN,
-                                  .compression_ratio = NAN, .temperature = NAN};
+    t->segs[0] = (vs_out_segment){.start_s = 0,
+                                  .end_s = u->duration_s,
+                                  .text = g_strdup(u->text),
+                                  .avg_logprob = NAN,
+                                  .no_speech_prob = NAN,
+                                  .compression_ratio = NAN,
+                                  .temperature = NAN};
     g_ptr_array_add(refs, t);
   }
   gchar *ctm = g_build_filename(o->out, "corpus.ctm", NULL);
   gchar *stm = g_build_filename(o->out, "corpus.stm", NULL);
   gchar *ref = g_build_filename(o->out, "reference.stm", NULL);
-  ok = ok &&
-       vs_out_write_ctm(ctm, (const vs_out_transcript *const *)hyps->pdata, hyps->len, err) &&
+  ok = ok && vs_out_write_ctm(ctm, (const vs_out_transcript *const *)hyps->pdata, hyps->len, err) &&
        vs_out_write_stm(stm, (const vs_out_transcript *const *)hyps->pdata, hyps->len, err) &&
        (refs->len == 0 ||
         vs_out_write_stm(ref, (const vs_out_transcript *const *)refs->pdata, refs->len, err));
@@ -427,7 +440,6 @@ static bool write_corpus_outputs(const transcribe_opts *o, const vs_corpus *corp
   vs_journal_state_free(js);
   return ok;
 }
-
 
 static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *const *inputs,
                           size_t n_inputs) {
@@ -465,12 +477,20 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
     r.model = model;
     r.tok = vs_model_tokenizer(model);
     size_t ns = 0, nb = 0;
-    const int *sup = vs_model_suppress_ids(model, &ns), *supb = vs_model_suppress_ids_begin(model, &nb);
+    const int *sup = vs_model_suppress_ids(model, &ns),
+              *supb = vs_model_suppress_ids_begin(model, &nb);
     ok = vs_search_vocab_init(&vocab, r.tok, sup, ns, supb, nb, &err);
   }
   if (ok) {
     r.batched_search = vs_batched_search_options(&o->lf.search);
-    int slots = o->batched ? vs_search_slots_max(&r.batched_search) : vs_search_slots_max(&o->lf.search);
+    /* Built in both modes: it also rejects an unknown --language before any file is read. */
+    ok = (r.batched_prompt = vs_batched_prompt(r.tok, o->lf.language, false, o->lf.initial_prompt,
+                                               vs_model_hparams(model)->n_text_ctx,
+                                               &r.n_batched_prompt, &err)) != NULL;
+  }
+  if (ok) {
+    int slots =
+        o->batched ? vs_search_slots_max(&r.batched_search) : vs_search_slots_max(&o->lf.search);
     ok = (st = vs_whisper_state_init(w, o->batch_size, o->batch_size * slots, &err)) != NULL;
   }
   if (ok) ok = (mel = vs_mel_init(vs_model_hparams(model)->n_mels, &err)) != NULL;
@@ -482,8 +502,8 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
   if (!vs_job_agree(c, ok, "loading the model and opening outputs", VS_TRANSCRIBE_EXIT_FATAL))
     goto out;
   if (rank == 0)
-    vs_info("model %s: %d mels, d=%d, %d+%d layers, vocabulary %d, precision %s",
-            o->model_path, vs_model_hparams(model)->n_mels, vs_model_hparams(model)->n_audio_state,
+    vs_info("model %s: %d mels, d=%d, %d+%d layers, vocabulary %d, precision %s", o->model_path,
+            vs_model_hparams(model)->n_mels, vs_model_hparams(model)->n_audio_state,
             vs_model_hparams(model)->n_audio_layer, vs_model_hparams(model)->n_text_layer,
             vs_model_hparams(model)->n_vocab,
             vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
@@ -499,8 +519,8 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
 
   /* Front end on worker threads; model, outputs and MPI on this thread. */
   fe_ctx fctx = {mel, vad};
-  vs_frontend *fe = vs_frontend_start(job.corpus, job.own, job.n_own, o->frontend_threads,
-                                      o->queue, make_payload, payload_free, &fctx);
+  vs_frontend *fe = vs_frontend_start(job.corpus, job.own, job.n_own, o->frontend_threads, o->queue,
+                                      make_payload, payload_free, &fctx);
   bool work_ok = consume(&r, fe, &err);
   if (!work_ok) {
     vs_error("transcribing: %s (published transcripts are kept; a rerun redoes the rest)",
@@ -533,7 +553,8 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
       vs_job_json_string(b, "voxshard_version", VS_VERSION);
       vs_job_json_string(b, "model", o->model_path);
       vs_job_json_string(b, "mode", o->batched ? "batched" : "sequential");
-      vs_job_json_string(b, "precision", vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
+      vs_job_json_string(b, "precision",
+                         vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
       vs_job_json_int(b, "beam_size", o->lf.search.beam_size);
       vs_job_json_int(b, "batch_size", o->batch_size);
       vs_job_json_int(b, "run", job.run);
@@ -560,10 +581,11 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
       g_clear_error(&err);
       final_code = VS_TRANSCRIBE_EXIT_FATAL;
     } else {
-      vs_info("transcribe done: %zu files (%.3f h of audio) in %.1f s, %.1fx real time; %zu failed, "
-              "%zu corpus problems, %zu skipped as done",
-              job_done, job_audio_s / 3600.0, wall, wall > 0 ? job_audio_s / wall : 0.0,
-              job_failed, n_problems, job.n_skipped);
+      vs_info(
+          "transcribe done: %zu files (%.3f h of audio) in %.1f s, %.1fx real time; %zu failed, "
+          "%zu corpus problems, %zu skipped as done",
+          job_done, job_audio_s / 3600.0, wall, wall > 0 ? job_audio_s / wall : 0.0, job_failed,
+          n_problems, job.n_skipped);
     }
   }
   if (!vs_coll_bcast(c, &final_code, sizeof final_code, 0, &err)) {
@@ -574,6 +596,7 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
 
 out:
   if (r.progress) vs_progress_free(r.progress);
+  g_free(r.batched_prompt);
   vs_journal_close(r.journal);
   vs_search_vocab_clear(&vocab);
   vs_vad_free(vad);
@@ -589,9 +612,11 @@ static const char *usage_text = "voxshard transcribe [options] --model=M.h5 --ou
 static const char *summary_text =
     "Transcribes a corpus (directories of audio, tar shards read in place, JSONL manifests) with a "
     "Whisper model,\nsharded over MPI ranks by audio duration. Per file: OUT/transcripts/ID.jsonl "
-    "(+ .srt, .vtt); per corpus:\nOUT/corpus.ctm, OUT/corpus.stm, OUT/reference.stm (when the corpus "
+    "(+ .srt, .vtt); per corpus:\nOUT/corpus.ctm, OUT/corpus.stm, OUT/reference.stm (when the "
+    "corpus "
     "has reference text), OUT/summary.json.\nResumable: a rerun after a crash or kill (with any "
-    "number of ranks) does only what is missing.\nExit codes: 0 all files done; 3 some files failed "
+    "number of ranks) does only what is missing.\nExit codes: 0 all files done; 3 some files "
+    "failed "
     "(OUT/errors/rank-*.jsonl); 1 fatal error (a rerun resumes);\n2 bad options.";
 
 int vs_cmd_transcribe(int argc, char **argv) {
@@ -604,8 +629,8 @@ int vs_cmd_transcribe(int argc, char **argv) {
   }
   const char *out = vs_config_get_string(cfg, "out");
   const char *model = vs_config_get_string(cfg, "model");
-  const char *missing = !out || !*out       ? "--out is required"
-                        : !model || !*model ? "--model is required"
+  const char *missing = !out || !*out                       ? "--out is required"
+                        : !model || !*model                 ? "--model is required"
                         : vs_config_n_positionals(cfg) == 0 ? "no input given"
                                                             : NULL;
   if (missing) {
@@ -634,13 +659,25 @@ int vs_cmd_transcribe(int argc, char **argv) {
                        : !strcmp(pm, "off") ? VS_PROGRESS_OFF
                                             : VS_PROGRESS_AUTO,
   };
+  if (o.batched && vs_config_is_set(cfg, "without-timestamps") &&
+      !vs_config_get_bool(cfg, "without-timestamps")) {
+    /* faster-whisper's batched pipeline can split chunks at timestamps; this one decodes text
+     * only, and a silently different output is worse than a refusal. */
+    fprintf(stderr, "voxshard transcribe: --mode=batched decodes text only (one segment per VAD "
+                    "chunk); --without-timestamps=false needs --mode=sequential\n");
+    vs_config_free(cfg);
+    return VS_TRANSCRIBE_EXIT_USAGE;
+  }
   const char *vad = vs_config_get_string(cfg, "vad-model");
-  o.vad_path = vad && *vad ? g_strdup(vad)
-                           : g_build_filename(g_getenv("VOXSHARD_CACHE")
-                                                  ? g_getenv("VOXSHARD_CACHE")
-                                                  : g_build_filename(g_get_home_dir(), ".cache",
-                                                                     "voxshard", NULL),
-                                              "models", "silero_vad_v6.h5", NULL);
+  if (vad && *vad) {
+    o.vad_path = g_strdup(vad);
+  } else {
+    const char *cache = g_getenv("VOXSHARD_CACHE");
+    gchar *def_cache = g_build_filename(g_get_home_dir(), ".cache", "voxshard", NULL);
+    o.vad_path =
+        g_build_filename(cache && *cache ? cache : def_cache, "models", "silero_vad_v6.h5", NULL);
+    g_free(def_cache);
+  }
   vs_search_options *so = &o.lf.search;
   so->beam_size = (int)vs_config_get_int(cfg, "beam-size");
   so->best_of = (int)vs_config_get_int(cfg, "best-of");
@@ -651,11 +688,14 @@ int vs_cmd_transcribe(int argc, char **argv) {
   so->no_speech_threshold = vs_config_get_double(cfg, "no-speech-threshold");
   double inc = vs_config_get_double(cfg, "temperature-increment");
   so->n_temperatures = 0;
-  for (double t = 0; t <= 1.0 + 1e-6 && so->n_temperatures < VS_SEARCH_MAX_TEMPERATURES;
-       t += inc > 0 ? inc : 2.0)
+  for (double t = 0;
+       t <= 1.0 + 1e-6 && so->n_temperatures<VS_SEARCH_MAX_TEMPERATURES; t += inc> 0 ? inc : 2.0)
     so->temperatures[so->n_temperatures++] = (float)t;
   o.lf.condition_on_previous_text = vs_config_get_bool(cfg, "condition-on-previous-text");
   o.lf.without_timestamps = vs_config_get_bool(cfg, "without-timestamps");
+  o.lf.language = vs_config_get_string(cfg, "language");
+  const char *ip = vs_config_get_string(cfg, "initial-prompt");
+  o.lf.initial_prompt = ip && *ip ? ip : NULL;
 
   size_t n_inputs = vs_config_n_positionals(cfg);
   const char **inputs = g_new0(const char *, n_inputs + 1);

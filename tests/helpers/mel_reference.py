@@ -2,10 +2,11 @@
 """Reference log-mel features for tests/test_mel.c, computed independently of voxshard.
 
 Float64 numpy throughout: the Slaney filterbank built from its definition (librosa's
-formulas), numpy.fft.rfft on reflect-padded Hann frames. One case is also checked against
-faster-whisper's own FeatureExtractor, the implementation voxshard must match.
+formulas), numpy.fft.rfft on reflect-padded Hann frames. The speech case is also checked
+against faster-whisper's own FeatureExtractor, the implementation voxshard must match, and
+faster-whisper's features are written as cases of their own (tag fw-speech.*).
 
-Writes into OUTDIR: cases.txt with lines "name n_samples n_mels pad n_frames", and for each
+Writes into OUTDIR: cases.txt with lines "tag name n_samples n_mels pad n_frames", and for each
 case NAME.in.f32 (the 16 kHz input) and NAME.ref.f32 ([n_mels][n_frames] float32).
 """
 import os
@@ -86,19 +87,26 @@ def main():
                     tag = f"{name}.{n_mels}.{pad}"
                     ref.tofile(os.path.join(out, f"{tag}.ref.f32"))
                     listing.write(f"{tag} {name} {len(x)} {n_mels} {pad} {ref.shape[1]}\n")
-    # faster-whisper's extractor on the speech case must agree with this reference too, so the
-    # reference is the behaviour voxshard must reproduce, not just a formula.
+    # faster-whisper's extractor must agree with this reference (so the reference is the
+    # behaviour voxshard must reproduce, not just a formula), and its own output is one more
+    # case that test_mel compares voxshard with directly.
     try:
         from faster_whisper.feature_extractor import FeatureExtractor
-        fw = FeatureExtractor(feature_size=80)(cases["speech"], padding=160)
-        mine = log_mel(cases["speech"], 80, 160)
-        diff = float(np.max(np.abs(fw - mine)))
-        print(f"faster-whisper vs reference: max abs diff {diff:.2e}")
-        if diff > 1e-4:
-            sys.exit(f"reference disagrees with faster-whisper by {diff}")
     except ImportError:
         sys.exit("faster-whisper is not installed in the test venv (scripts/setup-deps.sh)")
-
+    with open(os.path.join(out, "cases.txt"), "a") as listing:
+        for n_mels in (80, 128):
+            fw = FeatureExtractor(feature_size=n_mels)(cases["speech"], padding=160)
+            mine = log_mel(cases["speech"], n_mels, 160)
+            if fw.shape != mine.shape:
+                sys.exit(f"faster-whisper gives {fw.shape} features, the reference {mine.shape}")
+            diff = float(np.max(np.abs(fw - mine)))
+            print(f"faster-whisper vs reference ({n_mels} mels): max abs diff {diff:.2e}")
+            if diff > 1e-4:
+                sys.exit(f"reference disagrees with faster-whisper by {diff}")
+            tag = f"fw-speech.{n_mels}.160"
+            fw.astype(np.float32).tofile(os.path.join(out, f"{tag}.ref.f32"))
+            listing.write(f"{tag} speech {len(cases['speech'])} {n_mels} 160 {fw.shape[1]}\n")
 
 if __name__ == "__main__":
     main()
