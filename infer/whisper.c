@@ -82,6 +82,8 @@ struct vs_whisper_state {
   void *self_kv;
   int *cache_len; /* [max_seqs] positions held */
 
+  vs_whisper_stats stats;
+
   /* Decoder scratch for one pass of up to dec_rows new tokens. */
   void *dec_arena;
   float *d_x;    /* [dec_rows][d_t] residual stream */
@@ -491,9 +493,12 @@ bool vs_whisper_encode(vs_whisper_state *st, const float *mel, int n_windows, GE
   const vs_whisper_hparams *hp = &st->w->hp;
   size_t per = (size_t)hp->n_mels * 2 * hp->n_audio_ctx;
   st->n_encoded = 0;
+  gint64 t0 = g_get_monotonic_time();
   for (int i = 0; i < n_windows; i++)
     if (!encode_window(st, mel + i * per, i, err)) return false;
   st->n_encoded = n_windows;
+  st->stats.encode_s += (g_get_monotonic_time() - t0) / 1e6;
+  st->stats.windows += n_windows;
   return true;
 }
 
@@ -631,6 +636,7 @@ bool vs_whisper_decode(vs_whisper_state *st, int n_seq, const int *seq_slot, con
                 tokens[s][i]);
   }
   use_threads(st->w);
+  gint64 t0 = g_get_monotonic_time();
   int s0 = 0;
   while (s0 < n_seq) {
     int s1 = s0, rows = 0;
@@ -639,7 +645,14 @@ bool vs_whisper_decode(vs_whisper_state *st, int n_seq, const int *seq_slot, con
     if (!decode_pass(st, s0, s1, seq_slot, window_of, tokens, n_tokens, logits, err)) return false;
     s0 = s1;
   }
+  st->stats.decode_s += (g_get_monotonic_time() - t0) / 1e6;
+  st->stats.decode_calls++;
+  st->stats.decode_rows += n_seq;
   return true;
+}
+
+vs_whisper_stats vs_whisper_state_stats(const vs_whisper_state *st) {
+  return st->stats;
 }
 
 void vs_whisper_cache_reset(vs_whisper_state *st, int slot) {

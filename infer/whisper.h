@@ -55,6 +55,16 @@ bool vs_whisper_encoder_output(const vs_whisper_state *st, float *out, GError **
 bool vs_whisper_decode(vs_whisper_state *st, int n_seq, const int *seq_slot, const int *window_of,
                        const int *const *tokens, const int *n_tokens, float *logits, GError **err);
 
+/* Time spent in the model since the state was made (wall seconds, main thread), for the job's
+ * summary and for telling encoder- from decoder-bound runs apart. */
+typedef struct {
+  double encode_s, decode_s;
+  long windows;      /* windows encoded */
+  long decode_calls; /* vs_whisper_decode calls (decoder steps of a batch) */
+  long decode_rows;  /* sequences advanced, summed over calls */
+} vs_whisper_stats;
+vs_whisper_stats vs_whisper_state_stats(const vs_whisper_state *st);
+
 void vs_whisper_cache_reset(vs_whisper_state *st, int slot);
 /* Makes slot dst a copy of slot src (beam search reordering). */
 void vs_whisper_cache_copy(vs_whisper_state *st, int dst_slot, int src_slot);

@@ -529,6 +529,12 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
     vs_frontend_cancel(fe);
   }
   vs_frontend_free(fe);
+  vs_whisper_stats ms = vs_whisper_state_stats(st);
+  double model_wall = (double)(g_get_monotonic_time() - t_start) / 1e6;
+  vs_info("model time: encoder %.2f s (%ld windows), decoder %.2f s (%ld steps, %ld sequence "
+          "steps), the rest (search, waiting for audio, outputs, start-up) %.2f s",
+          ms.encode_s, ms.windows, ms.decode_s, ms.decode_calls, ms.decode_rows,
+          model_wall - ms.encode_s - ms.decode_s);
 
   double job_audio_s = 0;
   size_t job_done = 0, job_failed = 0;
@@ -569,6 +575,11 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
       vs_job_json_double(b, "audio_hours_planned", job.total_todo_s / 3600.0);
       vs_job_json_double(b, "wall_seconds", wall);
       vs_job_json_double(b, "x_real_time", wall > 0 ? job_audio_s / wall : 0.0);
+      /* Rank 0's own split; every rank logs its own. */
+      vs_job_json_double(b, "rank0_encoder_seconds", ms.encode_s);
+      vs_job_json_double(b, "rank0_decoder_seconds", ms.decode_s);
+      vs_job_json_int(b, "rank0_windows_encoded", ms.windows);
+      vs_job_json_int(b, "rank0_decoder_steps", ms.decode_calls);
       vs_job_json_int(b, "exit_code", final_code);
       json_builder_end_object(b);
       gchar *path = g_build_filename(o->out, "summary.json", NULL);
