@@ -1,9 +1,9 @@
 # Compute kernels (reference and fast CPU backends) and the Whisper network written against them.
-add_library(vs_kernels STATIC kernels/ref_ops.c kernels/cpu_ops.c)
+add_library(vs_kernels STATIC kernels/ref_ops.c kernels/cpu_ops.c kernels/vecmath.c)
 target_link_libraries(vs_kernels PUBLIC vs_base)
 # The fast path's loops (attention rows, softmax, im2col, bf16 conversion) are written to be
 # vectorised; -O3 lets GCC do it without -march, and attend_row carries its own target clones.
-set_source_files_properties(kernels/cpu_ops.c PROPERTIES COMPILE_OPTIONS "-O3")
+set_source_files_properties(kernels/cpu_ops.c kernels/vecmath.c PROPERTIES COMPILE_OPTIONS "-O3")
 
 add_library(vs_whisper STATIC infer/whisper.c)
 target_link_libraries(vs_whisper PUBLIC vs_kernels vs_model vs_base)
@@ -16,6 +16,11 @@ if(VS_BUILD_TESTS)
   target_link_libraries(test_ops PRIVATE vs_kernels)
   add_test(NAME ops COMMAND test_ops)
   set_tests_properties(ops PROPERTIES LABELS "unit" TIMEOUT 600)
+
+  add_executable(test_vecmath tests/test_vecmath.c)
+  target_link_libraries(test_vecmath PRIVATE vs_kernels)
+  add_test(NAME vecmath COMMAND test_vecmath)
+  set_tests_properties(vecmath PROPERTIES LABELS "unit")
 
   # CTranslate2's outputs for the golden clip, made by the venv's Python at test time; the venv
   # is found at run time ($VOXSHARD_CACHE, default ~/.cache/voxshard) like every helper's.

@@ -1,7 +1,7 @@
 # Search (greedy, sampling, beam, Whisper's logit rules, temperature fallback) and the long-form
 # seek loop over whole files.
 add_library(vs_search STATIC infer/search.c)
-target_link_libraries(vs_search PUBLIC vs_tokenizer vs_base ZLIB::ZLIB)
+target_link_libraries(vs_search PUBLIC vs_tokenizer vs_kernels vs_base ZLIB::ZLIB)
 
 # The front end's targets may come from a fragment included after this one: link them when they
 # exist at generate time.

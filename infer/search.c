@@ -6,6 +6,7 @@
 #include "search.h"
 
 #include "tokenizer.h"
+#include "vecmath.h"
 #include "vs_error.h"
 
 #include <float.h>
@@ -199,32 +200,20 @@ static void disable_range(float *x, int from, int to_excl) {
 
 /* True when the timestamps' total probability beats every text token (CTranslate2's
  * should_sample_timestamp), on the logits with the step's disables already applied. */
-static bool timestamp_mass_wins(const float *x, int n_vocab, int ts_begin) {
-  float m = -INFINITY;
-  for (int i = 0; i < n_vocab; i++)
-    if (x[i] > m) m = x[i];
-  if (m == -INFINITY) return false;
-  double sum = 0;
-  for (int i = 0; i < n_vocab; i++)
-    sum += exp((double)x[i] - m);
-  double lse_all = m + log(sum);
-  double max_text = -INFINITY;
-  for (int i = 0; i < ts_begin; i++)
-    if (x[i] > max_text) max_text = x[i];
-  double tm = -INFINITY;
-  for (int i = ts_begin; i < n_vocab; i++)
-    if (x[i] > tm) tm = x[i];
-  if (tm == -INFINITY) return false;
-  double ts = 0;
-  for (int i = ts_begin; i < n_vocab; i++)
-    ts += exp((double)x[i] - tm);
-  double ts_lp = tm + log(ts) - lse_all;
-  return ts_lp > max_text - lse_all;
+static bool timestamp_mass_wins(const float *x, int n_vocab, int ts_begin, double *lse_all,
+                                double *lse_ts) {
+  *lse_all = vs_vec_log_sum_exp(x, n_vocab);
+  *lse_ts = vs_vec_log_sum_exp(x + ts_begin, n_vocab - ts_begin);
+  if (*lse_all == -INFINITY || *lse_ts == -INFINITY) return false;
+  double max_text = vs_vec_max(x, ts_begin);
+  return *lse_ts - *lse_all > max_text - *lse_all;
 }
 
 /* Every rule of one step, in CTranslate2's order: suppress_tokens, suppress_blank at the first
- * step, then the timestamp rules (which see the earlier disables before the mass test). */
-static void apply_rules(const rules_t *R, float *x, const int *gen, int step) {
+ * step, then the timestamp rules (which see the earlier disables before the mass test).
+ * Returns the log-normaliser of the final row when the timestamp test computed it on the way
+ * (saves a pass over the vocabulary per step), else NAN. */
+static double apply_rules(const rules_t *R, float *x, const int *gen, int step) {
   const vs_search_vocab *v = R->v;
   if (R->o->suppress_tokens)
     for (size_t i = 0; i < v->n_suppress; i++)
@@ -232,7 +221,7 @@ static void apply_rules(const rules_t *R, float *x, const int *gen, int step) {
   if (R->o->suppress_blank && step == 0)
     for (size_t i = 0; i < v->n_suppress_begin; i++)
       x[v->suppress_begin[i]] = -INFINITY;
-  if (!R->timestamps) return;
+  if (!R->timestamps) return NAN;
 
   const int tb = v->timestamp_begin, n = R->n_vocab;
   x[v->no_timestamps] = -INFINITY;
@@ -263,7 +252,13 @@ static void apply_rules(const rules_t *R, float *x, const int *gen, int step) {
       }
     }
   }
-  if (check && timestamp_mass_wins(x, n, tb)) disable_range(x, 0, tb);
+  if (!check) return NAN;
+  double lse_all, lse_ts;
+  if (timestamp_mass_wins(x, n, tb, &lse_all, &lse_ts)) {
+    disable_range(x, 0, tb);
+    return lse_ts; /* only the timestamps are left */
+  }
+  return lse_all;
 }
 
 void vs_search_apply_rules(const vs_search_vocab *v, const vs_search_options *o, int n_vocab,
@@ -273,27 +268,23 @@ void vs_search_apply_rules(const vs_search_vocab *v, const vs_search_options *o,
   apply_rules(&R, logits, generated, step);
 }
 
-static void log_softmax(float *x, int n) {
-  float m = -INFINITY;
-  for (int i = 0; i < n; i++)
-    if (x[i] > m) m = x[i];
-  if (m == -INFINITY) return;
-  double s = 0;
-  for (int i = 0; i < n; i++)
-    s += exp((double)x[i] - m);
-  float lse = (float)(m + log(s));
+/* The row's log-normaliser: log_softmax(x)[i] = x[i] - row_lse(x), in float as CTranslate2.
+ * known: the value apply_rules returned (NAN when it did not compute one). */
+static float row_lse(const float *x, int n, double known) {
+  return (float)(isnan(known) ? vs_vec_log_sum_exp(x, n) : known);
+}
+
+static void log_softmax(float *x, int n, double known) {
+  float lse = row_lse(x, n, known);
+  if (lse == -INFINITY) return;
+#pragma omp simd
   for (int i = 0; i < n; i++)
     x[i] -= lse;
 }
 
 static float prob_of(const float *x, int n, int id) {
-  float m = -INFINITY;
-  for (int i = 0; i < n; i++)
-    if (x[i] > m) m = x[i];
-  double s = 0;
-  for (int i = 0; i < n; i++)
-    s += exp((double)x[i] - m);
-  return (float)(exp((double)x[id] - m) / s);
+  double lse = vs_vec_log_sum_exp(x, n);
+  return (float)exp((double)x[id] - lse);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -382,14 +373,15 @@ static float norm_score(float sum, int len, float lp) {
 /* Greedy and sampling: each sequence takes its own token from its own logits. */
 static void step_independent(job_t *J, seq_t *s, float *x) {
   const int V = J->rules.n_vocab;
-  apply_rules(&J->rules, x, s->toks, J->step);
-  log_softmax(x, V);
+  double known = apply_rules(&J->rules, x, s->toks, J->step);
   int tok = 0;
   if (J->mode == MODE_GREEDY) {
-    float best = -INFINITY;
-    for (int i = 0; i < V; i++)
-      if (x[i] > best) best = x[i], tok = i;
+    /* Only the chosen token's log-probability is needed: the row is not normalised. */
+    tok = vs_vec_argmax(x, V);
+    float lse = row_lse(x, V, known);
+    x[tok] = lse == -INFINITY ? x[tok] : x[tok] - lse;
   } else {
+    log_softmax(x, V, known);
     /* softmax(log_probs / T), the same distribution CTranslate2's RandomSampler draws from. */
     float m = -INFINITY;
     for (int i = 0; i < V; i++)
@@ -445,13 +437,19 @@ static void step_beam(const vs_search_decoder *dec, job_t *J, float *const *rows
   const int eot = J->rules.v->eot;
   cand_t *c = g_newa(cand_t, K);
   int nc = 0;
+  /* The K best over all beams are among each beam's K best: a top-k per row, then the same
+   * insertion order (beam, then token) as a scan of every token, so ties resolve alike. */
+  int *top_idx = g_newa(int, K);
+  float *top_val = g_newa(float, K);
   for (int b = 0; b < J->n_alive_beams; b++) {
     float *x = rows[b];
-    apply_rules(&J->rules, x, J->seqs[b].toks, J->step);
-    log_softmax(x, V);
+    double known = apply_rules(&J->rules, x, J->seqs[b].toks, J->step);
+    float lse = row_lse(x, V, known);
+    if (lse == -INFINITY) lse = 0; /* every token disabled: -inf scores, as log_softmax leaves */
+    int nt = vs_vec_top_k(x, V, K, top_idx, top_val);
     float base = J->seqs[b].sum;
-    for (int i = 0; i < V; i++) {
-      cand_t v = {base + x[i], b, i};
+    for (int t = 0; t < nt; t++) {
+      cand_t v = {base + (top_val[t] - lse), b, top_idx[t]};
       if (nc < K || v.score > c[K - 1].score) cand_insert(c, &nc, K, v);
     }
   }
@@ -615,8 +613,7 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
   const int **toks = g_new(const int *, cap);
   int *owner = g_new(int, cap), *which = g_new(int, cap);
   float *logits = g_new(float, (size_t)cap *V);
-  float *scratch = g_new(float, V);
-  float **rows = g_new(float *, 64);
+  int *group_start = g_new(int, cap + 1);
 
   /* Prompt: through sot first when sot is not the last prompt token, so that the no-speech
    * probability comes from the sot position (CTranslate2's compute_logits_for_steps). */
@@ -657,19 +654,23 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
       memcpy(first + (size_t)owner[i] * V, logits + (size_t)i * V, sizeof(float) * V);
   }
 
-  /* Step 0 from the prompt's logits; sampled hypotheses share the prompt's cache. */
+  /* Step 0 from the prompt's logits; sampled hypotheses share the prompt's cache. Jobs are
+   * independent (own rows, own cache slots), so their steps run in parallel. */
+#pragma omp parallel for schedule(dynamic, 1) if (n_jobs > 1)
   for (int j = 0; j < n_jobs; j++) {
     job_t *t = &J[j];
     float *x0 = first + (size_t)j * V;
     if (t->mode == MODE_BEAM) {
-      rows[0] = x0;
-      step_beam(dec, t, rows);
+      float *row0[1] = {x0};
+      step_beam(dec, t, row0);
     } else {
+      float *scratch = t->n_seq > 1 ? g_new(float, V) : x0;
       for (int s = 0; s < t->n_seq; s++) {
         if (s > 0) dec->cache_copy(dec->ctx, t->seqs[s].slot, t->seqs[0].slot);
-        memcpy(scratch, x0, sizeof(float) * V);
+        if (t->n_seq > 1) memcpy(scratch, x0, sizeof(float) * V);
         step_independent(t, &t->seqs[s], scratch);
       }
+      if (t->n_seq > 1) g_free(scratch);
       bool all = true;
       for (int s = 0; s < t->n_seq; s++)
         all &= t->seqs[s].done;
@@ -697,12 +698,16 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
     }
     if (n == 0) break;
     if (!dec->decode(dec->ctx, n, slot, window, toks, ntok, logits, err)) goto out_free;
-    for (int i = 0; i < n;) {
-      job_t *t = &J[owner[i]];
-      int i0 = i;
-      while (i < n && owner[i] == owner[i0])
-        i++;
+    int n_groups = 0; /* rows of one job are consecutive: group g is rows [start[g], start[g+1]) */
+    for (int i = 0; i < n; i++)
+      if (i == 0 || owner[i] != owner[i - 1]) group_start[n_groups++] = i;
+    group_start[n_groups] = n;
+#pragma omp parallel for schedule(dynamic, 1) if (n_groups > 1)
+    for (int g = 0; g < n_groups; g++) {
+      int i0 = group_start[g], i = group_start[g + 1];
+      job_t *t = &J[owner[i0]];
       if (t->mode == MODE_BEAM) {
+        float *rows[64];
         for (int r = i0; r < i; r++)
           rows[which[r]] = logits + (size_t)r * V;
         step_beam(dec, t, rows);
@@ -727,8 +732,7 @@ out_free:
   g_free(owner);
   g_free(which);
   g_free(logits);
-  g_free(scratch);
-  g_free(rows);
+  g_free(group_start);
 out:
   for (int j = 0; j < n_jobs; j++) {
     job_free(&J[j]);

@@ -29,6 +29,8 @@ typedef struct {
   bool (*encode)(void *ctx, const float *mel, int n_windows, GError **err);
   bool (*decode)(void *ctx, int n_seq, const int *slot, const int *window, const int *const *tokens,
                  const int *n_tokens, float *logits, GError **err);
+  /* The search steps jobs on OpenMP threads: these two may run concurrently, on distinct slots
+   * (a job's slots are its own). encode and decode are called from one thread. */
   void (*cache_reset)(void *ctx, int slot);
   void (*cache_copy)(void *ctx, int dst_slot, int src_slot);
 } vs_search_decoder;

@@ -382,6 +382,20 @@ static bool resample_push(soxr_t rs, double ratio, const float *in, size_t n, ou
   }
 }
 
+/* faster-whisper's decode_audio hands the model 16-bit samples (PyAV converts to s16 with
+ * rint(x * 32768), clipped; it divides by 32768 again), whatever the source was. Whisper's
+ * greedy decoding is chaotic enough that the last bit of a float decoder's output can turn a
+ * whole 30 s chunk into a different transcript, so the same rounding here makes compressed and
+ * resampled inputs give the reference's transcripts; 16-bit PCM sources pass through exactly. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+round_to_s16_grid(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float v = __builtin_rintf(x[i] * 32768.0f);
+    v = v < -32768.0f ? -32768.0f : (v > 32767.0f ? 32767.0f : v);
+    x[i] = v * (1.0f / 32768.0f);
+  }
+}
+
 static bool decode(source *s, double start_s, double end_s, vs_audio *out, GError **err) {
   const char *name = s->name;
   double t_resample = 0, t0 = now_s();
@@ -497,6 +511,7 @@ static bool decode(source *s, double start_s, double end_s, vs_audio *out, GErro
     g_free(o.buf);
     return false;
   }
+  round_to_s16_grid(o.buf, o.n);
   out->samples = o.buf;
   out->n_samples = o.n;
   out->source_rate = rate;

@@ -1,6 +1,7 @@
 /* Audio decoding: any file libsndfile reads (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, ...), from a
  * path or from bytes in memory (a tar member read in place), downmixed to mono and resampled
- * with libsoxr to 16 kHz float32 in [-1, 1].
+ * with libsoxr to 16 kHz float32 in [-1, 1], rounded to the 16-bit grid as faster-whisper's
+ * decode_audio does (see round_to_s16_grid in audio.c).
  */
 #ifndef VS_AUDIO_H
 #define VS_AUDIO_H

@@ -145,6 +145,7 @@ typedef struct {
   int *batched_prompt; /* host, [n_batched_prompt] */
   int n_batched_prompt;
   size_t n_done, n_failed;
+  double wait_s; /* main thread blocked on the front end: > 0 means the model starved */
 } runner;
 
 /* A file whose windows are being decoded in batched mode. */
@@ -331,7 +332,9 @@ static bool consume(runner *r, vs_frontend *fe, GError **err) {
      * cut when it is full or when the front end has nothing more right now. */
     gint64 wait_us = 100000;
     for (;;) {
+      gint64 t_pop = g_get_monotonic_time();
       vs_frontend_item *it = vs_frontend_pop(fe, wait_us, &finished);
+      r->wait_s += (g_get_monotonic_time() - t_pop) / 1e6;
       if (!it) break;
       wait_us = 0;
       const vs_utt *u = vs_corpus_utt(r->job->corpus, it->index);
@@ -519,6 +522,7 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
 
   /* Front end on worker threads; model, outputs and MPI on this thread. */
   fe_ctx fctx = {mel, vad};
+  vs_info("start-up (plan, model load) %.2f s", (g_get_monotonic_time() - t_start) / 1e6);
   vs_frontend *fe = vs_frontend_start(job.corpus, job.own, job.n_own, o->frontend_threads, o->queue,
                                       make_payload, payload_free, &fctx);
   bool work_ok = consume(&r, fe, &err);
@@ -531,10 +535,10 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
   vs_frontend_free(fe);
   vs_whisper_stats ms = vs_whisper_state_stats(st);
   double model_wall = (double)(g_get_monotonic_time() - t_start) / 1e6;
-  vs_info("model time: encoder %.2f s (%ld windows), decoder %.2f s (%ld steps, %ld sequence "
-          "steps), the rest (search, waiting for audio, outputs, start-up) %.2f s",
-          ms.encode_s, ms.windows, ms.decode_s, ms.decode_calls, ms.decode_rows,
-          model_wall - ms.encode_s - ms.decode_s);
+  vs_info("time: encoder %.2f s (%ld windows), decoder %.2f s (%ld steps, %ld sequence steps), "
+          "waiting for audio %.2f s, the rest (search, outputs, start-up) %.2f s",
+          ms.encode_s, ms.windows, ms.decode_s, ms.decode_calls, ms.decode_rows, r.wait_s,
+          model_wall - ms.encode_s - ms.decode_s - r.wait_s);
 
   double job_audio_s = 0;
   size_t job_done = 0, job_failed = 0;
