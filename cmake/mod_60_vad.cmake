@@ -2,9 +2,12 @@
 # faster-whisper's speech-segment and chunking rules.
 add_library(vs_vad STATIC infer/vad.c)
 target_link_libraries(vs_vad PUBLIC vs_base)
-# The inner loops are axpys over contiguous outputs: -O3 vectorises them without reordering any
-# sum (no -ffast-math), so results do not depend on the vector width.
-set_source_files_properties(infer/vad.c PROPERTIES COMPILE_OPTIONS "-O3")
+# The forward pass sums every output in a fixed order whatever the block size (see gemm in vad.c):
+# no -ffast-math, and -ffp-contract=off so that the plain-C path never fuses a multiply-add on
+# some loops only (the AVX2 path fuses them all, explicitly). -fno-trapping-math changes no
+# result; it lets the LSTM cell's clamps (vs_vec_expf) become selects, so that loop vectorises.
+set_source_files_properties(infer/vad.c PROPERTIES COMPILE_OPTIONS
+                            "-O3;-ffp-contract=off;-fno-trapping-math")
 
 if(VS_BUILD_TESTS)
   add_executable(test_vad tests/test_vad.c)
@@ -12,3 +15,7 @@ if(VS_BUILD_TESTS)
   add_test(NAME vad COMMAND test_vad ${CMAKE_SOURCE_DIR}/tests/helpers/vad_reference.py)
   set_tests_properties(vad PROPERTIES LABELS "unit;model" TIMEOUT 600)
 endif()
+
+# Throughput of vs_vad_probabilities on one thread (CPU seconds per audio minute).
+add_executable(vs_bench_vad bench/vad_bench.c)
+target_link_libraries(vs_bench_vad PRIVATE vs_vad vs_audio)

@@ -4,6 +4,7 @@
 #include "vad.h"
 
 #include "fsutil.h"
+#include "vecmath.h"
 #include "vs_error.h"
 
 #include <hdf5.h>
@@ -878,31 +879,41 @@ struct vs_vad_model {
   int in_len;     /* samples per step: context + window = 576 */
   int padded_len; /* after reflect padding */
   int n_frames;   /* STFT frames kept */
-  float *basis_t; /* host, [n_fft][2*n_bins]: transposed so the inner loop runs over bins */
+  int n_spec;     /* columns of basis_t: 2*n_bins rounded up to a whole vector */
+  float *basis_t; /* host, [n_fft][n_spec], re then im, zero beyond 2*n_bins */
   int n_conv;
   struct {
     int in, out, k, stride, pad, len_in, len_out;
-    float *w_t; /* host, [in][k][out]: transposed so the inner loop runs over outputs */
-    float *b;   /* host, [out] */
+    int len_pad; /* input frames with the zero padding on both sides */
+    int ld;      /* out rounded up to a whole vector */
+    float *w;    /* host, [k][in][ld]: one conv output frame is then a product with k * in
+                  * consecutive input floats (k frames, time-major), read in place */
+    float *b;    /* host, [ld] */
   } conv[VAD_MAX_CONV];
-  int max_act; /* floats of the largest activation, channels * frames */
+  int max_len; /* most frames of any layer, per window */
   int hidden, lstm_in;
-  float *w_t;   /* host, [lstm_in][4H], gates i, o, f, c */
-  float *r_t;   /* host, [H][4H] */
-  float *bias;  /* host, [4H]: input bias + recurrent bias */
+  int n_gates;  /* 4H rounded up to a whole vector */
+  float *w_t;   /* host, [lstm_in][n_gates], gates i, o, f, c */
+  float *r_t;   /* host, [H][n_gates] */
+  float *bias;  /* host, [n_gates]: input bias + recurrent bias */
   float *out_w; /* host, [H] */
   float out_b;
+  bool avx2; /* AVX2 + FMA products; fixed at load so every call of this model rounds alike */
 };
 
 struct vs_vad_state {
   float *h, *c;                  /* host, [H] */
   float context[VS_VAD_CONTEXT]; /* last samples of the previous window */
-  float *x;                      /* host scratch, [in_len] */
-  float *padded;                 /* host scratch, [padded_len] */
-  float *act[2];                 /* host scratch, [max_act] each */
-  float *gates;                  /* host scratch, [4H] */
-  float *spec;                   /* host scratch, [2*n_bins]: one STFT frame, re then im */
-  int hidden;
+  int block;                     /* windows the scratch below holds */
+  float *padded;                 /* host scratch, [block][padded_len] */
+  float *spec;                   /* host scratch, [block * n_frames][n_spec] */
+  float *act[VAD_MAX_CONV];      /* host scratch, [block][len_pad][in] of each conv; the padding
+                                  * frames stay zero */
+  float *lstm_x;                 /* host scratch, [block][lstm_in] */
+  float *gates;                  /* host scratch, [block][n_gates] */
+  const float **a_rows;          /* host scratch, [block * max_len] */
+  float **c_rows;                /* host scratch, [block * max_len] */
+  int hidden, n_conv;
 };
 
 static float *h5_read_f32(hid_t f, const char *h5_path, const char *path, int ndims, hsize_t *dims,
@@ -953,7 +964,7 @@ void vs_vad_free(vs_vad_model *m) {
   if (!m) return;
   g_free(m->basis_t);
   for (int c = 0; c < VAD_MAX_CONV; c++) {
-    g_free(m->conv[c].w_t);
+    g_free(m->conv[c].w);
     g_free(m->conv[c].b);
   }
   g_free(m->w_t);
@@ -963,12 +974,20 @@ void vs_vad_free(vs_vad_model *m) {
   g_free(m);
 }
 
-/* [rows][cols] -> [cols][rows] */
-static float *transpose(const float *a, size_t rows, size_t cols) {
-  float *t = g_new(float, rows *cols);
+/* Floats per vector of the products below; weight rows are padded to whole vectors so that
+ * the kernels load them without a tail case. */
+#define VAD_VEC 8
+
+static int round_vec(int n) {
+  return (n + VAD_VEC - 1) / VAD_VEC * VAD_VEC;
+}
+
+/* [rows][cols] -> [cols][ld], zero beyond rows */
+static float *transpose(const float *a, size_t rows, size_t cols, size_t ld) {
+  float *t = g_new0(float, cols *ld);
   for (size_t r = 0; r < rows; r++)
     for (size_t c = 0; c < cols; c++)
-      t[c * rows + r] = a[r * cols + c];
+      t[c * ld + r] = a[r * cols + c];
   return t;
 }
 
@@ -1007,11 +1026,12 @@ static bool load_tensors(vs_vad_model *m, hid_t f, const char *path, GError **er
   hsize_t bd[2] = {(hsize_t)(2 * m->n_bins), (hsize_t)m->n_fft};
   float *basis = h5_read_f32(f, path, bp, 2, bd, err);
   if (!basis) return false;
-  m->basis_t = transpose(basis, bd[0], bd[1]);
+  m->n_spec = round_vec(2 * m->n_bins);
+  m->basis_t = transpose(basis, bd[0], bd[1], (size_t)m->n_spec);
   g_free(basis);
 
   int ch = m->n_bins, len = m->n_frames;
-  m->max_act = ch * len;
+  m->max_len = len;
   for (int c = 0; c < m->n_conv; c++) {
     char wp[64], bpth[64];
     snprintf(wp, sizeof wp, "/vad/encoder/conv%d/weight", c);
@@ -1021,7 +1041,13 @@ static bool load_tensors(vs_vad_model *m, hid_t f, const char *path, GError **er
     if (!w) return false;
     int out = (int)wd[0], k = (int)wd[2];
     hsize_t bdims[1] = {(hsize_t)out};
-    m->conv[c].b = h5_read_f32(f, path, bpth, 1, bdims, err);
+    float *b = h5_read_f32(f, path, bpth, 1, bdims, err);
+    const int ld = round_vec(out);
+    if (b) {
+      m->conv[c].b = g_new0(float, ld);
+      memcpy(m->conv[c].b, b, sizeof(float) * (size_t)out);
+      g_free(b);
+    }
     if (!m->conv[c].b || !h5_read_attr_int(f, path, wp, "stride", &m->conv[c].stride, err) ||
         !h5_read_attr_int(f, path, wp, "padding", &m->conv[c].pad, err)) {
       g_free(w);
@@ -1039,12 +1065,18 @@ static bool load_tensors(vs_vad_model *m, hid_t f, const char *path, GError **er
     m->conv[c].k = k;
     m->conv[c].len_in = len;
     m->conv[c].len_out = len_out;
-    /* [out][in*k] -> [in*k][out] */
-    m->conv[c].w_t = transpose(w, (size_t)out, (size_t)ch * k);
+    m->conv[c].len_pad = len + 2 * p;
+    m->conv[c].ld = ld;
+    /* [out][in][k] -> [k][in][ld] */
+    m->conv[c].w = g_new0(float, (size_t)k *ch *ld);
+    for (int o = 0; o < out; o++)
+      for (int i = 0; i < ch; i++)
+        for (int j = 0; j < k; j++)
+          m->conv[c].w[((size_t)j * ch + i) * ld + o] = w[((size_t)o * ch + i) * k + j];
     g_free(w);
     ch = out;
     len = len_out;
-    if (ch * len > m->max_act) m->max_act = ch * len;
+    if (len > m->max_len) m->max_len = len;
   }
   if (len != 1)
     VS_FAIL(err, VS_ERROR_MODEL, false,
@@ -1061,12 +1093,13 @@ static bool load_tensors(vs_vad_model *m, hid_t f, const char *path, GError **er
   m->hidden = (int)wd[0] / 4;
   m->lstm_in = ch;
   int H = m->hidden;
-  m->w_t = transpose(w, (size_t)4 * H, (size_t)ch);
+  m->n_gates = round_vec(4 * H);
+  m->w_t = transpose(w, (size_t)4 * H, (size_t)ch, (size_t)m->n_gates);
   g_free(w);
   hsize_t rd[2] = {(hsize_t)(4 * H), (hsize_t)H}, bd1[1] = {(hsize_t)(4 * H)};
   float *r = h5_read_f32(f, path, "/vad/decoder/lstm/recurrent_weight", 2, rd, err);
   if (!r) return false;
-  m->r_t = transpose(r, (size_t)4 * H, (size_t)H);
+  m->r_t = transpose(r, (size_t)4 * H, (size_t)H, (size_t)m->n_gates);
   g_free(r);
   float *bi = h5_read_f32(f, path, "/vad/decoder/lstm/input_bias", 1, bd1, err);
   if (!bi) return false;
@@ -1075,7 +1108,7 @@ static bool load_tensors(vs_vad_model *m, hid_t f, const char *path, GError **er
     g_free(bi);
     return false;
   }
-  m->bias = g_new(float, 4 * H);
+  m->bias = g_new0(float, m->n_gates);
   for (int i = 0; i < 4 * H; i++)
     m->bias[i] = bi[i] + br[i];
   g_free(bi);
@@ -1088,6 +1121,8 @@ static bool load_tensors(vs_vad_model *m, hid_t f, const char *path, GError **er
   g_free(ob);
   return true;
 }
+
+static bool have_avx2(void);
 
 vs_vad_model *vs_vad_load(const char *h5_path, GError **err) {
   h5_quiet q = h5_quiet_begin();
@@ -1102,6 +1137,8 @@ vs_vad_model *vs_vad_load(const char *h5_path, GError **err) {
   }
   vs_vad_model *m = g_new0(vs_vad_model, 1);
   bool ok = load_tensors(m, f, h5_path, err);
+  /* VOXSHARD_VAD_PLAIN: the portable products on any CPU, so tests can cover them */
+  m->avx2 = have_avx2() && !g_getenv("VOXSHARD_VAD_PLAIN");
   H5Fclose(f);
   h5_quiet_end(q);
   if (!ok) {
@@ -1114,30 +1151,40 @@ vs_vad_model *vs_vad_load(const char *h5_path, GError **err) {
 /* ------------------------------------------------------------------------------------------ */
 /* Forward pass                                                                                */
 
-vs_vad_state *vs_vad_state_init(const vs_vad_model *m) {
+static vs_vad_state *state_new(const vs_vad_model *m, int block) {
   vs_vad_state *s = g_new0(vs_vad_state, 1);
   s->hidden = m->hidden;
+  s->n_conv = m->n_conv;
+  s->block = block;
   s->h = g_new0(float, m->hidden);
   s->c = g_new0(float, m->hidden);
-  s->x = g_new0(float, m->in_len);
-  s->padded = g_new0(float, m->padded_len);
-  s->act[0] = g_new0(float, m->max_act);
-  s->act[1] = g_new0(float, m->max_act);
-  s->gates = g_new0(float, 4 * m->hidden);
-  s->spec = g_new0(float, 2 * m->n_bins);
+  s->padded = g_new0(float, (size_t)block * m->padded_len);
+  s->spec = g_new0(float, (size_t)block * m->n_frames * m->n_spec);
+  for (int c = 0; c < m->n_conv; c++)
+    s->act[c] = g_new0(float, (size_t)block * m->conv[c].len_pad * m->conv[c].in);
+  s->lstm_x = g_new0(float, (size_t)block * m->lstm_in);
+  s->gates = g_new0(float, (size_t)block * m->n_gates);
+  s->a_rows = g_new0(const float *, (size_t)block * m->max_len);
+  s->c_rows = g_new0(float *, (size_t)block * m->max_len);
   return s;
+}
+
+vs_vad_state *vs_vad_state_init(const vs_vad_model *m) {
+  return state_new(m, 1);
 }
 
 void vs_vad_state_free(vs_vad_state *s) {
   if (!s) return;
   g_free(s->h);
   g_free(s->c);
-  g_free(s->x);
   g_free(s->padded);
-  g_free(s->act[0]);
-  g_free(s->act[1]);
-  g_free(s->gates);
   g_free(s->spec);
+  for (int c = 0; c < s->n_conv; c++)
+    g_free(s->act[c]);
+  g_free(s->lstm_x);
+  g_free(s->gates);
+  g_free(s->a_rows);
+  g_free(s->c_rows);
   g_free(s);
 }
 
@@ -1151,96 +1198,281 @@ static inline float sigmoidf(float x) {
   return 1.0f / (1.0f + expf(-x));
 }
 
-/* One step on s->x (context + window, m->in_len samples); updates h and c. The weight matrices
- * are stored transposed so that every inner loop is an axpy over contiguous outputs (which the
- * compiler vectorises without reordering any sum: each output still adds its terms in order). */
-static float forward(const vs_vad_model *m, vs_vad_state *s) {
+/* Every layer is one product C = init + A B over the rows of a block of windows (STFT frames,
+ * conv output frames, LSTM inputs): A by row pointers, so that overlapping STFT frames and conv
+ * receptive fields are read in place, B the weights as [k][ldb]. Each element of C starts from
+ * its init and adds a[i] * b[i] for i = 0, 1, ..., k-1 in that order, one rounding per term,
+ * whatever the block size and whichever tile the element falls in. A window's result therefore
+ * does not depend on the windows beside it, and vs_vad_process_window (a block of one) equals
+ * vs_vad_probabilities bit for bit. */
+enum { INIT_ZERO, INIT_BIAS, INIT_C };
+
+typedef struct {
+  int m, n, k;
+  const float *const *a; /* [m] row pointers, k floats each */
+  const float *b;        /* [k][ldb], zero beyond column n */
+  int ldb;               /* a multiple of VAD_VEC */
+  int init;              /* start from zero, from bias, or from C itself */
+  const float *bias;     /* [ldb] for INIT_BIAS */
+  float *const *c;       /* [m] row pointers, n floats each */
+  bool relu;
+} vad_gemm;
+
+/* Any CPU: axpys over contiguous outputs, which the compiler vectorises without reordering a
+ * sum (and, with -ffp-contract=off, without fusing a multiply-add on some rows only). */
+static void gemm_plain(const vad_gemm *g) {
+  for (int r = 0; r < g->m; r++) {
+    float *c = g->c[r];
+    const float *a = g->a[r];
+    if (g->init == INIT_ZERO)
+      memset(c, 0, sizeof(float) * (size_t)g->n);
+    else if (g->init == INIT_BIAS)
+      memcpy(c, g->bias, sizeof(float) * (size_t)g->n);
+    for (int i = 0; i < g->k; i++) {
+      const float *row = g->b + (size_t)i * g->ldb;
+      const float v = a[i];
+      for (int o = 0; o < g->n; o++)
+        c[o] += row[o] * v;
+    }
+    if (g->relu)
+      for (int o = 0; o < g->n; o++)
+        c[o] = c[o] > 0.0f ? c[o] : 0.0f;
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define VAD_AVX2 __attribute__((target("avx2,fma")))
+
+/* One tile of mr rows by nv vectors of columns, held in registers across the whole k loop; the
+ * callers pass constants so that the arrays below become registers. The last vector of a row may
+ * be partial (masked): C rows are packed against each other. */
+VAD_AVX2 __attribute__((always_inline)) static inline void
+tile_avx2(const vad_gemm *g, int r0, const int mr, int col, const int nv) {
+  __m256 acc[4][8];
+  const float *a[4];
+  const int tail = g->n - col - VAD_VEC * (nv - 1); /* columns in the last vector */
+  const __m256i mask =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int r = 0; r < mr; r++) {
+    a[r] = g->a[r0 + r];
+    const float *c = g->c[r0 + r] + col;
+    for (int v = 0; v < nv; v++)
+      acc[r][v] = g->init == INIT_ZERO            ? _mm256_setzero_ps()
+                  : g->init == INIT_BIAS          ? _mm256_loadu_ps(g->bias + col + VAD_VEC * v)
+                  : v < nv - 1 || tail >= VAD_VEC ? _mm256_loadu_ps(c + VAD_VEC * v)
+                                                  : _mm256_maskload_ps(c + VAD_VEC * v, mask);
+  }
+  const float *b = g->b + col;
+  for (int i = 0; i < g->k; i++, b += g->ldb) {
+    if (mr == 1) {
+      const __m256 x = _mm256_broadcast_ss(a[0] + i);
+      for (int v = 0; v < nv; v++)
+        acc[0][v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + VAD_VEC * v), acc[0][v]);
+    } else {
+      __m256 w[4];
+      for (int v = 0; v < nv; v++)
+        w[v] = _mm256_loadu_ps(b + VAD_VEC * v);
+      for (int r = 0; r < mr; r++) {
+        const __m256 x = _mm256_broadcast_ss(a[r] + i);
+        for (int v = 0; v < nv; v++)
+          acc[r][v] = _mm256_fmadd_ps(x, w[v], acc[r][v]);
+      }
+    }
+  }
+  for (int r = 0; r < mr; r++) {
+    float *c = g->c[r0 + r] + col;
+    for (int v = 0; v < nv; v++) {
+      __m256 y = g->relu ? _mm256_max_ps(acc[r][v], _mm256_setzero_ps()) : acc[r][v];
+      if (v < nv - 1 || tail >= VAD_VEC)
+        _mm256_storeu_ps(c + VAD_VEC * v, y);
+      else
+        _mm256_maskstore_ps(c + VAD_VEC * v, mask, y);
+    }
+  }
+}
+
+/* Tiles of 4 rows x 3 vectors (12 accumulators, 3 weight vectors, 1 broadcast: all 16 ymm
+ * registers); the column panel (k x 24 floats) stays in L1 while the rows stream past it. A
+ * single row (the recurrent LSTM step) takes 8 vectors at a time instead, so that 8 independent
+ * sums hide the FMA latency. ReLU's max(x, 0) gives +0 for -0 and NaN, as x > 0 ? x : 0 does. */
+VAD_AVX2 static void gemm_avx2(const vad_gemm *g) {
+  const int n_vec = (g->n + VAD_VEC - 1) / VAD_VEC;
+#define VAD_TILE(MR, NV)                                                                           \
+  case MR * 16 + NV:                                                                               \
+    tile_avx2(g, r0, MR, col, NV);                                                                 \
+    break;
+  const int max_mr = g->m == 1 ? 1 : 4, max_nv = g->m == 1 ? 8 : 3;
+  for (int v0 = 0; v0 < n_vec; v0 += max_nv) {
+    const int col = v0 * VAD_VEC, nv = n_vec - v0 < max_nv ? n_vec - v0 : max_nv;
+    for (int r0 = 0; r0 < g->m; r0 += max_mr) {
+      const int mr = g->m - r0 < max_mr ? g->m - r0 : max_mr;
+      /* clang-format off */
+      switch (mr * 16 + nv) {
+      VAD_TILE(1, 1) VAD_TILE(1, 2) VAD_TILE(1, 3) VAD_TILE(1, 4)
+      VAD_TILE(1, 5) VAD_TILE(1, 6) VAD_TILE(1, 7) VAD_TILE(1, 8)
+      VAD_TILE(2, 1) VAD_TILE(2, 2) VAD_TILE(2, 3)
+      VAD_TILE(3, 1) VAD_TILE(3, 2) VAD_TILE(3, 3)
+      VAD_TILE(4, 1) VAD_TILE(4, 2) VAD_TILE(4, 3)
+      }
+      /* clang-format on */
+    }
+  }
+#undef VAD_TILE
+}
+#endif
+
+static bool have_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+static void gemm(const vs_vad_model *m, const vad_gemm *g) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (m->avx2) {
+    gemm_avx2(g);
+    return;
+  }
+#endif
+  gemm_plain(g);
+}
+
+/* The LSTM cell on gates g (i, o, f, c; H each): c = f c + i tanh(g_c), h = o tanh(c). libm's
+ * expf and tanhf are a call per element (and tanhf goes through expm1f): a quarter of the
+ * forward pass; this loop vectorises instead. tanh(x) = 2 / (1 + exp(-2x)) - 1 is within ~1e-7
+ * of libm's, which the probabilities do not notice (tests/test_vad.c compares with
+ * onnxruntime). Without FP contraction every clone rounds alike; -fno-trapping-math lets GCC
+ * turn vs_vec_expf's clamps into selects. */
+__attribute__((target_clones("avx2", "default"))) static void lstm_cell(int H, const float *g,
+                                                                        float *c, float *h) {
+  for (int j = 0; j < H; j++) {
+    const float ig = 1.0f / (1.0f + vs_vec_expf(-g[j]));
+    const float og = 1.0f / (1.0f + vs_vec_expf(-g[H + j]));
+    const float fg = 1.0f / (1.0f + vs_vec_expf(-g[2 * H + j]));
+    const float cand = 2.0f / (1.0f + vs_vec_expf(-2.0f * g[3 * H + j])) - 1.0f;
+    c[j] = fg * c[j] + ig * cand;
+    h[j] = og * (2.0f / (1.0f + vs_vec_expf(-2.0f * c[j])) - 1.0f);
+  }
+}
+
+/* Reflect padding around the m->in_len samples at pad + pad_left (the edge sample excluded). */
+static void reflect_pad(const vs_vad_model *m, float *pad) {
   const int L = m->in_len, pl = m->pad_left, pr = m->pad_right;
-  float *pad = s->padded;
+  const float *x = pad + pl;
   for (int j = 0; j < pl; j++)
-    pad[j] = s->x[pl - j]; /* reflect excludes the edge sample */
-  memcpy(pad + pl, s->x, sizeof(float) * (size_t)L);
+    pad[j] = x[pl - j];
   for (int k = 0; k < pr; k++)
-    pad[pl + L + k] = s->x[L - 2 - k];
+    pad[pl + L + k] = x[L - 2 - k];
+}
 
-  /* STFT magnitude, time-major: act[t][bin] */
-  const int B = m->n_bins, B2 = 2 * m->n_bins;
-  float *spec = s->spec;
-  float *feat = s->act[0];
-  for (int t = 0; t < m->n_frames; t++) {
-    const float *frame = pad + (size_t)(t + m->drop_frames) * m->hop;
-    for (int k = 0; k < B2; k++)
-      spec[k] = 0.0f;
-    for (int n = 0; n < m->n_fft; n++) {
-      const float *row = m->basis_t + (size_t)n * B2;
-      const float v = frame[n];
-      for (int k = 0; k < B2; k++)
-        spec[k] += row[k] * v;
+/* Probabilities of nw <= s->block windows whose padded inputs are in s->padded (padded_len
+ * floats apart), in order: the STFT and the encoder do not depend on the LSTM state, so they run
+ * as products over the whole block (the weights are read once per block, not once per window);
+ * then the LSTM steps through the windows. Updates h and c. */
+static void forward_block(const vs_vad_model *m, vs_vad_state *s, int nw, float *probs) {
+  const int F = m->n_frames, B = m->n_bins;
+  const float **a = s->a_rows;
+  float **c = s->c_rows;
+
+  /* STFT: one row per frame, read in place from the overlapping padded input */
+  for (int w = 0; w < nw; w++)
+    for (int t = 0; t < F; t++) {
+      a[w * F + t] = s->padded + (size_t)w * m->padded_len + (size_t)(t + m->drop_frames) * m->hop;
+      c[w * F + t] = s->spec + (size_t)(w * F + t) * m->n_spec;
     }
-    float *out = feat + (size_t)t * B;
-    for (int k = 0; k < B; k++)
-      out[k] = sqrtf(spec[k] * spec[k] + spec[B + k] * spec[B + k]);
-  }
-
-  /* encoder: Conv1d + ReLU, time-major activations act[t][channel] */
-  int cur = 0;
-  for (int c = 0; c < m->n_conv; c++) {
-    const int in = m->conv[c].in, out = m->conv[c].out, k = m->conv[c].k;
-    const int st = m->conv[c].stride, p = m->conv[c].pad;
-    const float *src = s->act[cur];
-    float *dst = s->act[1 - cur];
-    for (int t = 0; t < m->conv[c].len_out; t++) {
-      float *acc = dst + (size_t)t * out;
-      memcpy(acc, m->conv[c].b, sizeof(float) * (size_t)out);
-      for (int i = 0; i < in; i++)
-        for (int j = 0; j < k; j++) {
-          const int pos = t * st + j - p;
-          if (pos < 0 || pos >= m->conv[c].len_in) continue; /* zero padding */
-          const float v = src[(size_t)pos * in + i];
-          const float *row = m->conv[c].w_t + ((size_t)i * k + j) * out;
-          for (int o = 0; o < out; o++)
-            acc[o] += row[o] * v;
-        }
-      for (int o = 0; o < out; o++)
-        acc[o] = acc[o] > 0.0f ? acc[o] : 0.0f;
+  gemm(m, &(vad_gemm){.m = nw * F,
+                      .n = 2 * B,
+                      .k = m->n_fft,
+                      .a = a,
+                      .b = m->basis_t,
+                      .ldb = m->n_spec,
+                      .init = INIT_ZERO,
+                      .c = c});
+  /* magnitude, time-major, between the first conv's padding frames */
+  const int p0 = m->conv[0].pad;
+  for (int w = 0; w < nw; w++)
+    for (int t = 0; t < F; t++) {
+      const float *sp = s->spec + (size_t)(w * F + t) * m->n_spec;
+      float *out = s->act[0] + ((size_t)w * m->conv[0].len_pad + p0 + t) * B;
+      for (int k = 0; k < B; k++)
+        out[k] = sqrtf(sp[k] * sp[k] + sp[B + k] * sp[B + k]);
     }
-    cur = 1 - cur;
-  }
-  const float *x = s->act[cur]; /* [lstm_in], the single remaining frame */
 
-  /* LSTM step, ONNX gate order i, o, f, c */
-  const int H = m->hidden, G = 4 * m->hidden;
-  float *g = s->gates;
-  memcpy(g, m->bias, sizeof(float) * (size_t)G);
-  for (int i = 0; i < m->lstm_in; i++) {
-    const float *row = m->w_t + (size_t)i * G;
-    const float v = x[i];
-    for (int o = 0; o < G; o++)
-      g[o] += row[o] * v;
+  /* encoder: Conv1d + ReLU; row (w, t) reads k input frames from frame t * stride of the padded
+   * input, and writes into the next layer's padded input (or the LSTM input) */
+  for (int l = 0; l < m->n_conv; l++) {
+    const int in = m->conv[l].in, out = m->conv[l].out, L = m->conv[l].len_out;
+    const bool last = l == m->n_conv - 1;
+    for (int w = 0; w < nw; w++)
+      for (int t = 0; t < L; t++) {
+        a[w * L + t] =
+            s->act[l] + ((size_t)w * m->conv[l].len_pad + (size_t)t * m->conv[l].stride) * in;
+        c[w * L + t] =
+            last ? s->lstm_x + (size_t)w * out /* L == 1, checked at load */
+                 : s->act[l + 1] +
+                       ((size_t)w * m->conv[l + 1].len_pad + m->conv[l + 1].pad + t) * out;
+      }
+    gemm(m, &(vad_gemm){.m = nw * L,
+                        .n = out,
+                        .k = m->conv[l].k * in,
+                        .a = a,
+                        .b = m->conv[l].w,
+                        .ldb = m->conv[l].ld,
+                        .init = INIT_BIAS,
+                        .bias = m->conv[l].b,
+                        .c = c,
+                        .relu = true});
   }
-  for (int j = 0; j < H; j++) {
-    const float *row = m->r_t + (size_t)j * G;
-    const float v = s->h[j];
-    for (int o = 0; o < G; o++)
-      g[o] += row[o] * v;
+
+  /* LSTM input projection, all windows at once; gates i, o, f, c (ONNX order) */
+  const int H = m->hidden, G = m->n_gates;
+  for (int w = 0; w < nw; w++) {
+    a[w] = s->lstm_x + (size_t)w * m->lstm_in;
+    c[w] = s->gates + (size_t)w * G;
   }
-  float logit = m->out_b;
-  for (int j = 0; j < H; j++) {
-    const float ig = sigmoidf(g[j]), og = sigmoidf(g[H + j]), fg = sigmoidf(g[2 * H + j]);
-    const float cand = tanhf(g[3 * H + j]);
-    s->c[j] = fg * s->c[j] + ig * cand;
-    s->h[j] = og * tanhf(s->c[j]);
-    logit += (s->h[j] > 0.0f ? s->h[j] : 0.0f) * m->out_w[j];
+  gemm(m, &(vad_gemm){.m = nw,
+                      .n = 4 * H,
+                      .k = m->lstm_in,
+                      .a = a,
+                      .b = m->w_t,
+                      .ldb = G,
+                      .init = INIT_BIAS,
+                      .bias = m->bias,
+                      .c = c});
+
+  /* the recurrent part, window by window */
+  for (int w = 0; w < nw; w++) {
+    float *g = s->gates + (size_t)w * G;
+    const float *h = s->h;
+    gemm(m,
+         &(vad_gemm){
+             .m = 1, .n = 4 * H, .k = H, .a = &h, .b = m->r_t, .ldb = G, .init = INIT_C, .c = &g});
+    lstm_cell(H, g, s->c, s->h);
+    float logit = m->out_b;
+    for (int j = 0; j < H; j++)
+      logit += (s->h[j] > 0.0f ? s->h[j] : 0.0f) * m->out_w[j];
+    probs[w] = sigmoidf(logit);
   }
-  return sigmoidf(logit);
 }
 
 float vs_vad_process_window(const vs_vad_model *m, vs_vad_state *s, const float *samples512) {
-  memcpy(s->x, s->context, sizeof s->context);
-  memcpy(s->x + VS_VAD_CONTEXT, samples512, sizeof(float) * VS_VAD_WINDOW);
+  float *x = s->padded + m->pad_left;
+  memcpy(x, s->context, sizeof s->context);
+  memcpy(x + VS_VAD_CONTEXT, samples512, sizeof(float) * VS_VAD_WINDOW);
   memcpy(s->context, samples512 + VS_VAD_WINDOW - VS_VAD_CONTEXT, sizeof s->context);
-  return forward(m, s);
+  reflect_pad(m, s->padded);
+  float p;
+  forward_block(m, s, 1, &p);
+  return p;
 }
+
+/* Windows per block in vs_vad_probabilities: enough rows for the products to run at full speed
+ * and to read each weight matrix once per 64 windows; the block's activations (~1 MB) stay in
+ * L2. */
+#define VAD_BLOCK 64
 
 bool vs_vad_probabilities(const vs_vad_model *m, const float *audio, size_t n, float **probs,
                           size_t *n_probs, GError **err) {
@@ -1248,19 +1480,28 @@ bool vs_vad_probabilities(const vs_vad_model *m, const float *audio, size_t n, f
   const size_t W = VS_VAD_WINDOW, C = VS_VAD_CONTEXT;
   const size_t nw = n / W + 1; /* np.pad by W - n % W: always at least one sample of padding */
   float *out = g_new(float, nw);
-  vs_vad_state *s = vs_vad_state_init(m);
-  for (size_t w = 0; w < nw; w++) {
-    /* x = [tail of window w-1 | window w], zero beyond the audio */
-    for (size_t j = 0; j < C + W; j++) {
-      ptrdiff_t src = (ptrdiff_t)(w * W + j) - (ptrdiff_t)C;
-      s->x[j] = src >= 0 && (size_t)src < n ? audio[src] : 0.0f;
+  vs_vad_state *s = state_new(m, nw < VAD_BLOCK ? (int)nw : VAD_BLOCK);
+  for (size_t w0 = 0; w0 < nw; w0 += (size_t)s->block) {
+    const int nb = nw - w0 < (size_t)s->block ? (int)(nw - w0) : s->block;
+    for (int b = 0; b < nb; b++) {
+      const size_t w = w0 + (size_t)b;
+      float *pad = s->padded + (size_t)b * m->padded_len, *x = pad + m->pad_left;
+      /* x = [tail of window w-1 | window w], zero beyond the audio */
+      if (w * W >= C && w * W + W <= n)
+        memcpy(x, audio + w * W - C, sizeof(float) * (C + W));
+      else
+        for (size_t j = 0; j < C + W; j++) {
+          ptrdiff_t src = (ptrdiff_t)(w * W + j) - (ptrdiff_t)C;
+          x[j] = src >= 0 && (size_t)src < n ? audio[src] : 0.0f;
+        }
+      /* faster-whisper writes the zero context of window 0 through a view of the last window's
+       * tail, so that window sees its own last 64 samples as zeros */
+      if (w == nw - 1)
+        for (size_t j = W; j < C + W; j++)
+          x[j] = 0.0f;
+      reflect_pad(m, pad);
     }
-    /* faster-whisper writes the zero context of window 0 through a view of the last window's
-     * tail, so that window sees its own last 64 samples as zeros */
-    if (w == nw - 1)
-      for (size_t j = W; j < C + W; j++)
-        s->x[j] = 0.0f;
-    out[w] = forward(m, s);
+    forward_block(m, s, nb, out + w0);
   }
   vs_vad_state_free(s);
   *probs = out;

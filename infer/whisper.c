@@ -518,6 +518,9 @@ static void *self_at(const vs_whisper_state *st, int slot, int layer) {
   return (char *)st->self_kv + ((size_t)slot * hp->n_text_layer + layer) * per * st->kv_elt;
 }
 
+/* Queries of one cross-attention group at most (see decode_pass). */
+enum { CROSS_GROUP_MAX = 16 };
+
 /* Sequences [s0, s1): their new tokens fit dec_rows together. */
 static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slot,
                         const int *window_of, const int *const *tokens, const int *n_tokens,
@@ -569,8 +572,17 @@ static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slo
 
     o->layer_norm(o, st->d_x, m, d, L->ln_cross.g, L->ln_cross.b, st->d_h);
     if (!o->linear(o, L->xq, st->d_h, m, st->d_qkv, 0, st->ws, err)) return false;
+    int n_cross = 0;
     for (int s = s0; s < s1; s++) {
-      int r = row0[s - s0];
+      int r = row0[s - s0], n_q = n_tokens[s];
+      /* Consecutive one-token rows of the same window (the beams or samples of one job) become
+       * one attention with several queries, so that the backend reads that window's K/V once
+       * per step for all of them. Capped well below the size where a backend would switch to
+       * its many-query path, so that grouping never changes the arithmetic. */
+      while (n_q == 1 && s + 1 < s1 && n_tokens[s + 1] == 1 && window_of[s + 1] == window_of[s] &&
+             row0[s + 1 - s0] - r < CROSS_GROUP_MAX)
+        s++;
+      n_q = row0[s + 1 - s0] - r;
       const void *kv = cross_at(st, window_of[s], l);
       vs_attn_args a = {.q = st->d_qkv + (size_t)r * d,
                         .o = st->d_attn + (size_t)r * d,
@@ -580,14 +592,14 @@ static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slo
                         .hs_k = (long)hp->n_audio_ctx * hd,
                         .hs_v = (long)hp->n_audio_ctx * hd,
                         .ld_o = d,
-                        .n_q = n_tokens[s],
+                        .n_q = n_q,
                         .n_kv = hp->n_audio_ctx,
                         .n_head = hp->n_text_head,
                         .head_dim = hd};
       set_kv(st, &a, kv, (size_t)hp->n_audio_ctx * d);
-      as[s - s0] = a;
+      as[n_cross++] = a;
     }
-    if (!o->attention_batch(o, as, s1 - s0, st->ws, err)) return false;
+    if (!o->attention_batch(o, as, n_cross, st->ws, err)) return false;
     if (!o->linear(o, L->xout, st->d_attn, m, st->d_x, VS_LINEAR_ACCUM, st->ws, err)) return false;
 
     o->layer_norm(o, st->d_x, m, d, L->ln_ffn.g, L->ln_ffn.b, st->d_h);

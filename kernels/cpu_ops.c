@@ -511,133 +511,326 @@ AVX512 static inline void pf_row(const float *x, const bf16_t *x16, long i) {
   }
 }
 
+/* One query's running state between chunks of keys: output accumulators (two sets, so that
+ * consecutive keys do not wait on each other), running max and running sum. */
+typedef struct {
+  __m512 a[4], b[4];
+  float m, l;
+} attend_acc;
+
+/* Keys [j0, j0 + nb) of n for one query (q pre-scaled, in four registers). */
 AVX512 __attribute__((always_inline)) static inline void
-attend64_body(const float *q, const float *k, const bf16_t *k16, long ld_k, const float *v,
-              const bf16_t *v16, long ld_v, int n, float scale, float *o) {
-  __m512 vs = _mm512_set1_ps(scale);
-  __m512 q0 = _mm512_mul_ps(_mm512_loadu_ps(q), vs),
-         q1 = _mm512_mul_ps(_mm512_loadu_ps(q + 16), vs),
-         q2 = _mm512_mul_ps(_mm512_loadu_ps(q + 32), vs),
-         q3 = _mm512_mul_ps(_mm512_loadu_ps(q + 48), vs);
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+attend64_chunk(const __m512 *qv, const float *k, const bf16_t *k16, long ld_k, const float *v,
+               const bf16_t *v16, long ld_v, int j0, int nb, int n, attend_acc *acc) {
+  __m512 q0 = qv[0], q1 = qv[1], q2 = qv[2], q3 = qv[3];
+  __m512 a0 = acc->a[0], a1 = acc->a[1], a2 = acc->a[2], a3 = acc->a[3];
+  __m512 b0 = acc->b[0], b1 = acc->b[1], b2 = acc->b[2], b3 = acc->b[3];
   float sc[KV_CHUNK] __attribute__((aligned(64)));
-  float m = -INFINITY, l = 0;
-  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
-    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    int j = 0;
-    for (; j + 16 <= nb; j += 16) {
-      __m512 p[16];
-      for (int u = 0; u < 16; u++) {
-        long r = (long)(j0 + j + u) * ld_k;
-        if (j0 + j + u + PF_AHEAD < n) pf_row(k, k16, r + PF_AHEAD * ld_k);
-        __m512 t = _mm512_mul_ps(q0, ld16(k, k16, r));
-        t = _mm512_fmadd_ps(q1, ld16(k, k16, r + 16), t);
-        t = _mm512_fmadd_ps(q2, ld16(k, k16, r + 32), t);
-        p[u] = _mm512_fmadd_ps(q3, ld16(k, k16, r + 48), t);
-      }
-      __m512 s16 = hsum16x16(p);
-      _mm512_store_ps(sc + j, s16);
-      vmax = _mm512_max_ps(vmax, s16);
-    }
-    float bm = _mm512_reduce_max_ps(vmax);
-    for (; j < nb; j++) {
-      long r = (long)(j0 + j) * ld_k;
+  float m = acc->m;
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 16 <= nb; j += 16) {
+    __m512 p[16];
+    for (int u = 0; u < 16; u++) {
+      long r = (long)(j0 + j + u) * ld_k;
+      if (j0 + j + u + PF_AHEAD < n) pf_row(k, k16, r + PF_AHEAD * ld_k);
       __m512 t = _mm512_mul_ps(q0, ld16(k, k16, r));
       t = _mm512_fmadd_ps(q1, ld16(k, k16, r + 16), t);
       t = _mm512_fmadd_ps(q2, ld16(k, k16, r + 32), t);
-      t = _mm512_fmadd_ps(q3, ld16(k, k16, r + 48), t);
-      sc[j] = _mm512_reduce_add_ps(t);
-      bm = fmaxf(bm, sc[j]);
+      p[u] = _mm512_fmadd_ps(q3, ld16(k, k16, r + 48), t);
     }
-    float nm = fmaxf(m, bm);
-    float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
-    __m512 vc = _mm512_set1_ps(corr);
-    a0 = _mm512_mul_ps(a0, vc), a1 = _mm512_mul_ps(a1, vc), a2 = _mm512_mul_ps(a2, vc);
-    a3 = _mm512_mul_ps(a3, vc), b0 = _mm512_mul_ps(b0, vc), b1 = _mm512_mul_ps(b1, vc);
-    b2 = _mm512_mul_ps(b2, vc), b3 = _mm512_mul_ps(b3, vc);
-    float ls = 0;
-#pragma omp simd reduction(+ : ls)
-    for (int jj = 0; jj < nb; jj++) {
-      sc[jj] = fast_expf(sc[jj] - nm);
-      ls += sc[jj];
-    }
-    l = l * corr + ls;
-    j = 0;
-    for (; j + 2 <= nb; j += 2) {
-      long r = (long)(j0 + j) * ld_v;
-      if (j0 + j + 1 + PF_AHEAD < n) {
-        pf_row(v, v16, r + PF_AHEAD * ld_v);
-        pf_row(v, v16, r + (PF_AHEAD + 1) * ld_v);
-      }
-      __m512 p = _mm512_set1_ps(sc[j]), pn = _mm512_set1_ps(sc[j + 1]);
-      a0 = _mm512_fmadd_ps(p, ld16(v, v16, r), a0);
-      a1 = _mm512_fmadd_ps(p, ld16(v, v16, r + 16), a1);
-      a2 = _mm512_fmadd_ps(p, ld16(v, v16, r + 32), a2);
-      a3 = _mm512_fmadd_ps(p, ld16(v, v16, r + 48), a3);
-      r += ld_v;
-      b0 = _mm512_fmadd_ps(pn, ld16(v, v16, r), b0);
-      b1 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 16), b1);
-      b2 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 32), b2);
-      b3 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 48), b3);
-    }
-    if (j < nb) {
-      long r = (long)(j0 + j) * ld_v;
-      __m512 p = _mm512_set1_ps(sc[j]);
-      a0 = _mm512_fmadd_ps(p, ld16(v, v16, r), a0);
-      a1 = _mm512_fmadd_ps(p, ld16(v, v16, r + 16), a1);
-      a2 = _mm512_fmadd_ps(p, ld16(v, v16, r + 32), a2);
-      a3 = _mm512_fmadd_ps(p, ld16(v, v16, r + 48), a3);
-    }
-    m = nm;
+    __m512 s16 = hsum16x16(p);
+    _mm512_store_ps(sc + j, s16);
+    vmax = _mm512_max_ps(vmax, s16);
   }
-  __m512 inv = _mm512_set1_ps(1.0f / l);
-  _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_add_ps(a0, b0), inv));
-  _mm512_storeu_ps(o + 16, _mm512_mul_ps(_mm512_add_ps(a1, b1), inv));
-  _mm512_storeu_ps(o + 32, _mm512_mul_ps(_mm512_add_ps(a2, b2), inv));
-  _mm512_storeu_ps(o + 48, _mm512_mul_ps(_mm512_add_ps(a3, b3), inv));
+  float bm = _mm512_reduce_max_ps(vmax);
+  for (; j < nb; j++) {
+    long r = (long)(j0 + j) * ld_k;
+    __m512 t = _mm512_mul_ps(q0, ld16(k, k16, r));
+    t = _mm512_fmadd_ps(q1, ld16(k, k16, r + 16), t);
+    t = _mm512_fmadd_ps(q2, ld16(k, k16, r + 32), t);
+    t = _mm512_fmadd_ps(q3, ld16(k, k16, r + 48), t);
+    sc[j] = _mm512_reduce_add_ps(t);
+    bm = fmaxf(bm, sc[j]);
+  }
+  float nm = fmaxf(m, bm);
+  float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+  __m512 vc = _mm512_set1_ps(corr);
+  a0 = _mm512_mul_ps(a0, vc), a1 = _mm512_mul_ps(a1, vc), a2 = _mm512_mul_ps(a2, vc);
+  a3 = _mm512_mul_ps(a3, vc), b0 = _mm512_mul_ps(b0, vc), b1 = _mm512_mul_ps(b1, vc);
+  b2 = _mm512_mul_ps(b2, vc), b3 = _mm512_mul_ps(b3, vc);
+  float ls = 0;
+#pragma omp simd reduction(+ : ls)
+  for (int jj = 0; jj < nb; jj++) {
+    sc[jj] = fast_expf(sc[jj] - nm);
+    ls += sc[jj];
+  }
+  acc->l = acc->l * corr + ls;
+  j = 0;
+  for (; j + 2 <= nb; j += 2) {
+    long r = (long)(j0 + j) * ld_v;
+    if (j0 + j + 1 + PF_AHEAD < n) {
+      pf_row(v, v16, r + PF_AHEAD * ld_v);
+      pf_row(v, v16, r + (PF_AHEAD + 1) * ld_v);
+    }
+    __m512 p = _mm512_set1_ps(sc[j]), pn = _mm512_set1_ps(sc[j + 1]);
+    a0 = _mm512_fmadd_ps(p, ld16(v, v16, r), a0);
+    a1 = _mm512_fmadd_ps(p, ld16(v, v16, r + 16), a1);
+    a2 = _mm512_fmadd_ps(p, ld16(v, v16, r + 32), a2);
+    a3 = _mm512_fmadd_ps(p, ld16(v, v16, r + 48), a3);
+    r += ld_v;
+    b0 = _mm512_fmadd_ps(pn, ld16(v, v16, r), b0);
+    b1 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 16), b1);
+    b2 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 32), b2);
+    b3 = _mm512_fmadd_ps(pn, ld16(v, v16, r + 48), b3);
+  }
+  if (j < nb) {
+    long r = (long)(j0 + j) * ld_v;
+    __m512 p = _mm512_set1_ps(sc[j]);
+    a0 = _mm512_fmadd_ps(p, ld16(v, v16, r), a0);
+    a1 = _mm512_fmadd_ps(p, ld16(v, v16, r + 16), a1);
+    a2 = _mm512_fmadd_ps(p, ld16(v, v16, r + 32), a2);
+    a3 = _mm512_fmadd_ps(p, ld16(v, v16, r + 48), a3);
+  }
+  acc->m = nm;
+  acc->a[0] = a0, acc->a[1] = a1, acc->a[2] = a2, acc->a[3] = a3;
+  acc->b[0] = b0, acc->b[1] = b1, acc->b[2] = b2, acc->b[3] = b3;
 }
 
-AVX512 static void attend64_f32(const float *q, const float *k, long ld_k, const float *v,
-                                long ld_v, int n, float scale, float *o) {
-  attend64_body(q, k, NULL, ld_k, v, NULL, ld_v, n, scale, o);
+/* Queries of one head that read the same keys (the beams of one window in cross-attention) take
+ * each chunk of K/V in turn while it is still in cache, so a decoder step reads the window's
+ * K/V from memory once instead of once per beam: that read is what bounds a beam search step.
+ * Each query's arithmetic is exactly that of a query alone (same chunks, same order), so how
+ * queries are grouped never changes a result. */
+enum { ATTEND_GROUP = 8 };
+
+AVX512 __attribute__((always_inline)) static inline void
+attend64_body(const float *q, long ld_q, int nq, const float *k, const bf16_t *k16, long ld_k,
+              const float *v, const bf16_t *v16, long ld_v, int n, float scale, float *o,
+              long ld_o) {
+  __m512 vs = _mm512_set1_ps(scale);
+  __m512 qv[ATTEND_GROUP][4];
+  attend_acc acc[ATTEND_GROUP];
+  for (int g = 0; g < nq; g++) {
+    for (int c = 0; c < 4; c++) {
+      qv[g][c] = _mm512_mul_ps(_mm512_loadu_ps(q + g * ld_q + 16 * c), vs);
+      acc[g].a[c] = acc[g].b[c] = _mm512_setzero_ps();
+    }
+    acc[g].m = -INFINITY;
+    acc[g].l = 0;
+  }
+  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
+    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    for (int g = 0; g < nq; g++)
+      attend64_chunk(qv[g], k, k16, ld_k, v, v16, ld_v, j0, nb, n, &acc[g]);
+  }
+  for (int g = 0; g < nq; g++) {
+    __m512 inv = _mm512_set1_ps(1.0f / acc[g].l);
+    for (int c = 0; c < 4; c++)
+      _mm512_storeu_ps(o + g * ld_o + 16 * c,
+                       _mm512_mul_ps(_mm512_add_ps(acc[g].a[c], acc[g].b[c]), inv));
+  }
 }
 
-AVX512 static void attend64_bf16(const float *q, const bf16_t *k, long ld_k, const bf16_t *v,
-                                 long ld_v, int n, float scale, float *o) {
-  attend64_body(q, NULL, k, ld_k, NULL, v, ld_v, n, scale, o);
+AVX512 static void attend64_f32(const float *q, long ld_q, int nq, const float *k, long ld_k,
+                                const float *v, long ld_v, int n, float scale, float *o,
+                                long ld_o) {
+  attend64_body(q, ld_q, nq, k, NULL, ld_k, v, NULL, ld_v, n, scale, o, ld_o);
 }
 
-static bool have_avx512;
+AVX512 static void attend64_bf16(const float *q, long ld_q, int nq, const bf16_t *k, long ld_k,
+                                 const bf16_t *v, long ld_v, int n, float scale, float *o,
+                                 long ld_o) {
+  attend64_body(q, ld_q, nq, NULL, k, ld_k, NULL, v, ld_v, n, scale, o, ld_o);
+}
 
-/* Work item w of one attention: head w % n_head of query w / n_head. */
-static void attend_item(const vs_attn_args *a, int w) {
-  int hd = a->head_dim, h = w % a->n_head, i = w / a->n_head;
-  int n = a->causal ? a->q_pos0 + i + 1 : a->n_kv;
+/* The bf16 backend with bf16 caches on CPUs with AVX512-BF16: Q and P are rounded to bf16 (as
+ * the many-query path's matmuls do) so that both products run as bf16 pair dot products with
+ * fp32 accumulation: a 64-wide score is two instructions instead of twelve (widen, shift,
+ * multiply-add per 16), and P V takes a pair of keys per instruction. Softmax stays fp32. */
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+typedef struct {
+  __m512 a[8]; /* [set][dims 0-31 low, high, dims 32-63 low, high] pair-interleaved lanes */
+  float m, l;
+} attend_dp_acc;
+
+AVX512BF16 __attribute__((always_inline)) static inline __m512bh ld_bh(const bf16_t *x) {
+  return (__m512bh)_mm512_loadu_si512((const void *)x);
+}
+
+AVX512BF16 __attribute__((always_inline)) static inline void
+attend64_dp_chunk(const __m512bh *qb, const bf16_t *k, long ld_k, const bf16_t *v, long ld_v,
+                  int j0, int nb, int n, attend_dp_acc *acc) {
+  float sc[KV_CHUNK] __attribute__((aligned(64)));
+  uint32_t pp[KV_CHUNK / 2 + 16] __attribute__((aligned(64)));
+  float m = acc->m;
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 16 <= nb; j += 16) {
+    __m512 p[16];
+    for (int u = 0; u < 16; u++) {
+      long r = (long)(j0 + j + u) * ld_k;
+      if (j0 + j + u + PF_AHEAD < n) pf_row(NULL, k, r + PF_AHEAD * ld_k);
+      p[u] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), qb[0], ld_bh(k + r)), qb[1],
+                              ld_bh(k + r + 32));
+    }
+    __m512 s16 = hsum16x16(p);
+    _mm512_store_ps(sc + j, s16);
+    vmax = _mm512_max_ps(vmax, s16);
+  }
+  float bm = _mm512_reduce_max_ps(vmax);
+  for (; j < nb; j++) {
+    long r = (long)(j0 + j) * ld_k;
+    sc[j] = _mm512_reduce_add_ps(_mm512_dpbf16_ps(
+        _mm512_dpbf16_ps(_mm512_setzero_ps(), qb[0], ld_bh(k + r)), qb[1], ld_bh(k + r + 32)));
+    bm = fmaxf(bm, sc[j]);
+  }
+  float nm = fmaxf(m, bm);
+  float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+  __m512 vc = _mm512_set1_ps(corr);
+  for (int i = 0; i < 8; i++)
+    acc->a[i] = _mm512_mul_ps(acc->a[i], vc);
+  float ls = 0;
+#pragma omp simd reduction(+ : ls)
+  for (int jj = 0; jj < nb; jj++) {
+    sc[jj] = fast_expf(sc[jj] - nm);
+    ls += sc[jj];
+  }
+  acc->l = acc->l * corr + ls;
+  /* Probabilities as bf16 pairs (p_j, p_j+1) in one 32-bit word; an odd tail pairs with 0. */
+  if (nb & 1) sc[nb] = 0.0f;
+  int np = (nb + 1) / 2;
+  for (int i = 0; i < np; i += 16) {
+    __m512 lo = _mm512_loadu_ps(sc + 2 * i), hi = _mm512_loadu_ps(sc + 2 * i + 16);
+    _mm512_store_si512((void *)(pp + i), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+  __m512 a0 = acc->a[0], a1 = acc->a[1], a2 = acc->a[2], a3 = acc->a[3];
+  __m512 b0 = acc->a[4], b1 = acc->a[5], b2 = acc->a[6], b3 = acc->a[7];
+  int i = 0;
+  for (; 2 * i + 2 <= nb; i++) {
+    long r = (long)(j0 + 2 * i) * ld_v;
+    if (j0 + 2 * i + 1 + PF_AHEAD < n) {
+      pf_row(NULL, v, r + PF_AHEAD * ld_v);
+      pf_row(NULL, v, r + (PF_AHEAD + 1) * ld_v);
+    }
+    __m512i x0 = _mm512_loadu_si512((const void *)(v + r)),
+            x1 = _mm512_loadu_si512((const void *)(v + r + 32));
+    __m512i y0 = _mm512_loadu_si512((const void *)(v + r + ld_v)),
+            y1 = _mm512_loadu_si512((const void *)(v + r + ld_v + 32));
+    __m512bh pb = (__m512bh)_mm512_set1_epi32((int)pp[i]);
+    if (i & 1) {
+      b0 = _mm512_dpbf16_ps(b0, pb, (__m512bh)_mm512_unpacklo_epi16(x0, y0));
+      b1 = _mm512_dpbf16_ps(b1, pb, (__m512bh)_mm512_unpackhi_epi16(x0, y0));
+      b2 = _mm512_dpbf16_ps(b2, pb, (__m512bh)_mm512_unpacklo_epi16(x1, y1));
+      b3 = _mm512_dpbf16_ps(b3, pb, (__m512bh)_mm512_unpackhi_epi16(x1, y1));
+    } else {
+      a0 = _mm512_dpbf16_ps(a0, pb, (__m512bh)_mm512_unpacklo_epi16(x0, y0));
+      a1 = _mm512_dpbf16_ps(a1, pb, (__m512bh)_mm512_unpackhi_epi16(x0, y0));
+      a2 = _mm512_dpbf16_ps(a2, pb, (__m512bh)_mm512_unpacklo_epi16(x1, y1));
+      a3 = _mm512_dpbf16_ps(a3, pb, (__m512bh)_mm512_unpackhi_epi16(x1, y1));
+    }
+  }
+  if (2 * i < nb) { /* the odd last key, its partner's probability is 0 */
+    long r = (long)(j0 + 2 * i) * ld_v;
+    __m512i x0 = _mm512_loadu_si512((const void *)(v + r)),
+            x1 = _mm512_loadu_si512((const void *)(v + r + 32)), z = _mm512_setzero_si512();
+    __m512bh pb = (__m512bh)_mm512_set1_epi32((int)pp[i]);
+    a0 = _mm512_dpbf16_ps(a0, pb, (__m512bh)_mm512_unpacklo_epi16(x0, z));
+    a1 = _mm512_dpbf16_ps(a1, pb, (__m512bh)_mm512_unpackhi_epi16(x0, z));
+    a2 = _mm512_dpbf16_ps(a2, pb, (__m512bh)_mm512_unpacklo_epi16(x1, z));
+    a3 = _mm512_dpbf16_ps(a3, pb, (__m512bh)_mm512_unpackhi_epi16(x1, z));
+  }
+  acc->m = nm;
+  acc->a[0] = a0, acc->a[1] = a1, acc->a[2] = a2, acc->a[3] = a3;
+  acc->a[4] = b0, acc->a[5] = b1, acc->a[6] = b2, acc->a[7] = b3;
+}
+
+AVX512BF16 static void attend64_dp(const float *q, long ld_q, int nq, const bf16_t *k, long ld_k,
+                                   const bf16_t *v, long ld_v, int n, float scale, float *o,
+                                   long ld_o) {
+  __m512 vs = _mm512_set1_ps(scale);
+  __m512bh qb[ATTEND_GROUP][2];
+  attend_dp_acc acc[ATTEND_GROUP];
+  for (int g = 0; g < nq; g++) {
+    const float *qg = q + g * ld_q;
+    for (int c = 0; c < 2; c++)
+      qb[g][c] = _mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_loadu_ps(qg + 32 * c + 16), vs),
+                                     _mm512_mul_ps(_mm512_loadu_ps(qg + 32 * c), vs));
+    for (int i = 0; i < 8; i++)
+      acc[g].a[i] = _mm512_setzero_ps();
+    acc[g].m = -INFINITY;
+    acc[g].l = 0;
+  }
+  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
+    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    for (int g = 0; g < nq; g++)
+      attend64_dp_chunk(qb[g], k, ld_k, v, ld_v, j0, nb, n, &acc[g]);
+  }
+  /* unpacklo/hi interleave within 128-bit lanes: lane 4L+i of a "low" accumulator is dim
+   * 8L+i of its 32, of a "high" one dim 8L+4+i. */
+  const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),
+                second =
+                    _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  for (int g = 0; g < nq; g++) {
+    __m512 inv = _mm512_set1_ps(1.0f / acc[g].l);
+    float *og = o + g * ld_o;
+    for (int c = 0; c < 2; c++) {
+      __m512 lo = _mm512_add_ps(acc[g].a[2 * c], acc[g].a[4 + 2 * c]),
+             hi = _mm512_add_ps(acc[g].a[2 * c + 1], acc[g].a[4 + 2 * c + 1]);
+      _mm512_storeu_ps(og + 32 * c, _mm512_mul_ps(_mm512_permutex2var_ps(lo, first, hi), inv));
+      _mm512_storeu_ps(og + 32 * c + 16,
+                       _mm512_mul_ps(_mm512_permutex2var_ps(lo, second, hi), inv));
+    }
+  }
+}
+
+static bool have_avx512, have_avx512bf16;
+
+/* Queries per work item: causal queries see different key counts, so they go one by one. */
+static int attend_group(const vs_attn_args *a) {
+  return a->causal ? 1 : ATTEND_GROUP;
+}
+static int attend_items(const vs_attn_args *a) {
+  int g = attend_group(a);
+  return a->n_head * ((a->n_q + g - 1) / g);
+}
+
+/* Work item w of one attention: head w % n_head of the w / n_head-th group of queries. */
+static void attend_item(const vs_attn_args *a, int w, bool dp) {
+  int hd = a->head_dim, h = w % a->n_head, g = attend_group(a);
+  int i0 = (w / a->n_head) * g, nq = a->n_q - i0 < g ? a->n_q - i0 : g;
   size_t off = (size_t)h * hd;
   size_t ko = (size_t)h * (a->hs_k ? a->hs_k : hd), vo = (size_t)h * (a->hs_v ? a->hs_v : hd);
   float scale = 1.0f / sqrtf((float)hd);
-  const float *q = a->q + (size_t)i * a->ld_q + off;
-  float *o = a->o + (size_t)i * a->ld_o + off;
+  const float *q = a->q + (size_t)i0 * a->ld_q + off;
+  float *o = a->o + (size_t)i0 * a->ld_o + off;
   bool k16 = a->k16 != NULL, v16 = a->v16 != NULL;
   if (have_avx512 && hd == 64 && k16 == v16) {
-    if (k16)
-      attend64_bf16(q, a->k16 + ko, a->ld_k, a->v16 + vo, a->ld_v, n, scale, o);
+    int n = a->causal ? a->q_pos0 + i0 + 1 : a->n_kv; /* causal: nq == 1 */
+    if (k16 && dp)
+      attend64_dp(q, a->ld_q, nq, a->k16 + ko, a->ld_k, a->v16 + vo, a->ld_v, n, scale, o, a->ld_o);
+    else if (k16)
+      attend64_bf16(q, a->ld_q, nq, a->k16 + ko, a->ld_k, a->v16 + vo, a->ld_v, n, scale, o,
+                    a->ld_o);
     else
-      attend64_f32(q, a->k + ko, a->ld_k, a->v + vo, a->ld_v, n, scale, o);
+      attend64_f32(q, a->ld_q, nq, a->k + ko, a->ld_k, a->v + vo, a->ld_v, n, scale, o, a->ld_o);
     return;
   }
-  attend_row(q, k16 ? NULL : a->k + ko, k16 ? a->k16 + ko : NULL, a->ld_k, v16 ? NULL : a->v + vo,
-             v16 ? a->v16 + vo : NULL, a->ld_v, n, hd, scale, o);
+  for (int i = i0; i < i0 + nq; i++) {
+    int n = a->causal ? a->q_pos0 + i + 1 : a->n_kv;
+    attend_row(a->q + (size_t)i * a->ld_q + off, k16 ? NULL : a->k + ko, k16 ? a->k16 + ko : NULL,
+               a->ld_k, v16 ? NULL : a->v + vo, v16 ? a->v16 + vo : NULL, a->ld_v, n, hd, scale,
+               a->o + (size_t)i * a->ld_o + off);
+  }
 }
 
 /* All the few-query attentions of a batch in one parallel loop over (attention, head, query). */
-static void attention_direct(const vs_attn_args *const *as, int n) {
+static void attention_direct(const vs_attn_args *const *as, int n, bool dp) {
   int start[n + 1];
   start[0] = 0;
   for (int i = 0; i < n; i++)
-    start[i + 1] = start[i] + as[i]->n_head * as[i]->n_q;
+    start[i + 1] = start[i] + attend_items(as[i]);
   int total = start[n];
 #pragma omp parallel for schedule(dynamic, 1) if (total > 1)
   for (int w = 0; w < total; w++) {
@@ -649,7 +842,7 @@ static void attention_direct(const vs_attn_args *const *as, int n) {
       else
         hi = mid - 1;
     }
-    attend_item(as[lo], w - start[lo]);
+    attend_item(as[lo], w - start[lo], dp);
   }
 }
 
@@ -805,7 +998,7 @@ static bool cpu_attention_batch(vs_ops *ops, const vs_attn_args *a, int n, vs_op
     else if (!attention_blocked((cpu_ops *)ops, &a[i], ws, err))
       return false;
   }
-  if (nd) attention_direct(direct, nd);
+  if (nd) attention_direct(direct, nd, ((cpu_ops *)ops)->dt == dnnl_bf16 && have_avx512bf16);
   return true;
 }
 
@@ -855,6 +1048,8 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   o->attention_batch = cpu_attention_batch;
   o->destroy = cpu_destroy;
   have_avx512 = __builtin_cpu_supports("avx512f");
+  have_avx512bf16 =
+      have_avx512 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
   dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
   if (st != dnnl_success) {
     cpu_destroy(o);

@@ -386,6 +386,42 @@ static void test_chunk_mapping(void) {
   vs_vad_chunk_list_free(l);
 }
 
+/* vs_vad_probabilities runs blocks of windows; the streaming API a block of one. They must agree
+ * bit for bit on every window, the last one included (its last 64 samples zeroed, as
+ * faster-whisper does), for lengths around one window and around whole blocks. */
+static void test_block_sizes(const vs_vad_model *model, const char *what) {
+  const size_t W = VS_VAD_WINDOW;
+  const size_t lens[] = {0, 1, 300, W - 1, W, W + 1, 63 * W, 64 * W - 1, 64 * W, 128 * W + 5};
+  for (size_t li = 0; li < G_N_ELEMENTS(lens); li++) {
+    const size_t n = lens[li];
+    float *audio = g_new(float, n + 1);
+    uint32_t r = 7;
+    for (size_t i = 0; i < n; i++) {
+      r = r * 1664525u + 1013904223u;
+      audio[i] = 0.3f * sinf(0.07f * (float)i) * (float)((i / 4000) % 2) +
+                 0.01f * ((float)(r >> 8) / 16777216.0f - 0.5f);
+    }
+    float *probs;
+    size_t np;
+    GError *err = NULL;
+    VS_GERROR_CHECK(vs_vad_probabilities(model, audio, n, &probs, &np, &err), err);
+    CHECK_MSG(np == n / W + 1, "%s: %zu samples: %zu windows", what, n, np);
+    float *padded = g_new0(float, np *W);
+    memcpy(padded, audio, n * sizeof(float));
+    memset(padded + np * W - VS_VAD_CONTEXT, 0, VS_VAD_CONTEXT * sizeof(float));
+    vs_vad_state *st = vs_vad_state_init(model);
+    size_t differ = 0;
+    for (size_t i = 0; i < np; i++)
+      differ += vs_vad_process_window(model, st, padded + i * W) != probs[i];
+    CHECK_MSG(differ == 0, "%s: %zu samples: %zu of %zu windows differ from streaming", what, n,
+              differ, np);
+    vs_vad_state_free(st);
+    g_free(padded);
+    g_free(probs);
+    g_free(audio);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) VS_DIE("usage: test_vad tests/helpers/vad_reference.py");
   const char *helper = argv[1];
@@ -410,6 +446,13 @@ int main(int argc, char **argv) {
   VS_GERROR_CHECK(vs_vad_convert_onnx(onnx, h5, &err), err);
   vs_vad_model *model = vs_vad_load(h5, &err);
   VS_GERROR_CHECK(model, err);
+  /* the portable products, which CPUs without AVX2 + FMA run: same checks below */
+  g_setenv("VOXSHARD_VAD_PLAIN", "1", true);
+  vs_vad_model *plain = vs_vad_load(h5, &err);
+  VS_GERROR_CHECK(plain, err);
+  g_unsetenv("VOXSHARD_VAD_PLAIN");
+  test_block_sizes(model, "default");
+  test_block_sizes(plain, "plain");
 
   audio_file af[16];
   int n_af = make_audio(af);
@@ -475,6 +518,17 @@ int main(int argc, char **argv) {
     vs_vad_state_reset(st);
     CHECK(vs_vad_process_window(model, st, padded) == probs[0] || np == 1);
     vs_vad_state_free(st);
+
+    float *pp;
+    size_t npp;
+    VS_GERROR_CHECK(vs_vad_probabilities(plain, audio, n, &pp, &npp, &err), err);
+    double plain_diff = 0;
+    for (size_t i = 0; i < np && i < npp; i++)
+      plain_diff = fmax(plain_diff, fabs((double)pp[i] - ref_probs[i]));
+    CHECK_MSG(npp == np && plain_diff <= PROB_TOL, "%s: plain: max diff %g", af[a].name,
+              plain_diff);
+    max_diff_all = fmax(max_diff_all, plain_diff);
+    g_free(pp);
     g_free(padded);
 
     JsonArray *runs = json_object_get_array_member(ra, "runs");
@@ -514,6 +568,7 @@ int main(int argc, char **argv) {
 
   g_object_unref(parser);
   vs_vad_free(model);
+  vs_vad_free(plain);
   for (int a = 0; a < n_af; a++)
     g_free(af[a].path);
   char *rm[] = {"rm", "-rf", tmpdir, NULL};
