@@ -278,9 +278,7 @@ static bool load_weight(load_ctx *c, const char *path, const char *name, float *
     /* halves land in the upper half of dst, then widen front to back without overlap */
     uint16_t *h = (uint16_t *)(dst + n) - n;
     ok = H5Dread(d, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, h) >= 0;
-    if (ok)
-      for (size_t i = 0; i < n; i++)
-        dst[i] = vs_f16_to_f32(h[i]);
+    if (ok) vs_f16_to_f32_n(h, dst, n);
   } else if (H5Tget_class(ft) == H5T_INTEGER && H5Tget_size(ft) == 1) {
     char *spath = NULL;
     if (!read_attr_str(c->f, path, "scale", &spath)) spath = g_strconcat(path, "_scale", NULL);

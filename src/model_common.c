@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 size_t vs_dtype_size(vs_dtype t) {
   static const size_t sz[VS_DT_COUNT] = {4, 1, 2, 4, 2, 2};
@@ -33,6 +36,30 @@ float vs_f16_to_f32(uint16_t h) {
   float f;
   memcpy(&f, &bits, 4);
   return f;
+}
+
+#if defined(__x86_64__)
+/* F16C widens 8 halves per instruction, exactly (subnormals included): loading a model converts
+ * tens of millions of weights, which the scalar path takes a noticeable part of start-up for. */
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *src, float *dst,
+                                                                size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+  for (; i < n; i++)
+    dst[i] = vs_f16_to_f32(src[i]);
+}
+#endif
+
+void vs_f16_to_f32_n(const uint16_t *src, float *dst, size_t n) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("f16c")) {
+    f16_to_f32_f16c(src, dst, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++)
+    dst[i] = vs_f16_to_f32(src[i]);
 }
 
 uint16_t vs_f32_to_f16(float f) {
@@ -66,8 +93,7 @@ void vs_convert_to_f32(vs_dtype t, const void *src, float *dst, size_t n) {
     memmove(dst, src, n * 4);
     break;
   case VS_DT_F16:
-    for (size_t i = 0; i < n; i++)
-      dst[i] = vs_f16_to_f32(((const uint16_t *)src)[i]);
+    vs_f16_to_f32_n((const uint16_t *)src, dst, n);
     break;
   case VS_DT_BF16:
     for (size_t i = 0; i < n; i++)

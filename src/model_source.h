@@ -30,6 +30,9 @@ size_t vs_dtype_size(vs_dtype t);
 const char *vs_dtype_name(vs_dtype t); /* "float32", "int8", "float16", "bfloat16", ... */
 
 float vs_f16_to_f32(uint16_t h);
+/* n halves widened exactly, front to back: src may be the upper half of dst's own bytes
+ * ((uint16_t *)(dst + n) - n), which widens in place. */
+void vs_f16_to_f32_n(const uint16_t *src, float *dst, size_t n);
 uint16_t vs_f32_to_f16(float f); /* round to nearest even; overflow -> inf */
 float vs_bf16_to_f32(uint16_t b);
 /* Converts n elements of `src` (dtype t) to fp32; integers convert by value. */

@@ -128,6 +128,16 @@ static bool find_specials(vs_tokenizer *t, const char *origin, GError **err) {
   return true;
 }
 
+/* Merge keys are (left id << 32 | right id): g_int64_hash keeps only the low 32 bits, so every
+ * merge with the same right symbol would share a bucket; mix both halves. */
+static guint merge_key_hash(gconstpointer p) {
+  guint64 x = *(const guint64 *)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return (guint)x;
+}
+
 static void garray_free(gpointer p) {
   g_array_free(p, TRUE);
 }
@@ -240,7 +250,7 @@ vs_tokenizer *vs_tokenizer_new_from_json(const char *data, size_t len, const cha
     }
   }
 
-  t->merges = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
+  t->merges = g_hash_table_new_full(merge_key_hash, g_int64_equal, g_free, g_free);
   guint n_merges = json_array_get_length(merges);
   for (guint r = 0; r < n_merges; r++) {
     JsonNode *e = json_array_get_element(merges, r);
