@@ -3,9 +3,10 @@
  * Data layout: activations are row-major [positions][features]. The self-attention cache keeps
  * K and V fused as the fused projection produces them ([positions][2d], K then V): the attention
  * op reads K at column 0 and V at column d with stride 2d. The cross-attention K/V, written once
- * per window and read by every decoder step of every sequence, is laid out head-major
- * ([K, V][head][1500][head_dim]) so that each head's keys stream contiguously; in bf16 mode both
- * caches hold bf16, halving what a batched step reads.
+ * per window and read by every decoder step of every sequence, is kept in the backend's packed
+ * form where it has one (vs_ops.kv_pack: the fast CPU backend in bf16 on AVX512-BF16), else
+ * head-major ([K, V][head][1500][head_dim]) so that each head's keys stream contiguously; in
+ * bf16 mode both caches hold bf16, halving what a batched step reads.
  */
 #include "whisper.h"
 
@@ -71,10 +72,14 @@ struct vs_whisper_state {
   bool kv16;
   size_t kv_elt;
 
-  /* Cross-attention K/V: [max_windows][n_text_layer][K, V][n_text_head][n_audio_ctx][head_dim],
-   * head-major so that each head's 1500 keys are one contiguous stream for the decoder. */
+  /* Cross-attention K/V: [max_windows][n_text_layer] blocks of cross_bytes each. Where the
+   * backend has a packed form for them (vs_ops.kv_packed_bytes), that form; else
+   * [K, V][n_text_head][n_audio_ctx][head_dim], head-major so that each head's 1500 keys are one
+   * contiguous stream for the decoder. */
   void *cross_arena;
   void *cross_kv;
+  bool cross_packed;
+  size_t cross_bytes;
 
   /* Self-attention KV cache: [max_seqs][n_text_layer][n_text_ctx][2 d_t] (K | V per row). */
   void *kv_arena;
@@ -327,6 +332,11 @@ vs_whisper_state *vs_whisper_state_init(vs_whisper *w, int max_windows, int max_
   st->dec_rows = max_seqs > (int)tc ? max_seqs : (int)tc;
   st->kv16 = w->precision == VS_PRECISION_BF16;
   st->kv_elt = st->kv16 ? sizeof(unsigned short) : sizeof(float);
+  size_t packed = o->kv_packed_bytes
+                      ? o->kv_packed_bytes(o, (int)ta, hp->n_text_head, (int)dt / hp->n_text_head)
+                      : 0;
+  st->cross_packed = packed > 0;
+  st->cross_bytes = packed ? packed : ta * 2 * dt * st->kv_elt;
   size_t dr = st->dec_rows;
 
   const arena_field enc[] = {
@@ -336,7 +346,7 @@ vs_whisper_state *vs_whisper_state_init(vs_whisper *w, int max_windows, int max_
       {"e_ffn", max_sz(ta * 4 * da, 2 * ta * da) * f, (void **)&st->e_ffn},
   };
   const arena_field cross[] = {
-      {"cross_kv", (size_t)max_windows * nl * ta * 2 * dt * st->kv_elt, (void **)&st->cross_kv},
+      {"cross_kv", (size_t)max_windows * nl * st->cross_bytes, (void **)&st->cross_kv},
   };
   const arena_field kv[] = {
       {"self_kv", (size_t)max_seqs * nl * tc * 2 * dt * st->kv_elt, (void **)&st->self_kv},
@@ -398,8 +408,7 @@ static void use_threads(const vs_whisper *w) {
 
 static void *cross_at(const vs_whisper_state *st, int window, int layer) {
   const vs_whisper_hparams *hp = &st->w->hp;
-  size_t per = (size_t)hp->n_audio_ctx * 2 * hp->n_text_state;
-  return (char *)st->cross_kv + ((size_t)window * hp->n_text_layer + layer) * per * st->kv_elt;
+  return (char *)st->cross_kv + ((size_t)window * hp->n_text_layer + layer) * st->cross_bytes;
 }
 
 /* K at element 0 and V at element v_off of a cache, in the cache's type. */
@@ -413,10 +422,14 @@ static void set_kv(const vs_whisper_state *st, vs_attn_args *a, const void *kv, 
   }
 }
 
-/* The fused projection's [ta][2d] (K | V per row) into the head-major cross cache. */
+/* The fused projection's [ta][2d] (K | V per row) into the cross cache (packed or head-major). */
 static void cross_store(const vs_whisper_state *st, void *dst, const float *x, int ta, int d,
                         int n_head) {
   int hd = d / n_head;
+  if (st->cross_packed) {
+    st->w->ops->kv_pack(st->w->ops, x, 2L * d, ta, n_head, hd, dst);
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < ta; t++)
     for (int kh = 0; kh < 2 * n_head; kh++) {
@@ -596,7 +609,10 @@ static bool decode_pass(vs_whisper_state *st, int s0, int s1, const int *seq_slo
                         .n_kv = hp->n_audio_ctx,
                         .n_head = hp->n_text_head,
                         .head_dim = hd};
-      set_kv(st, &a, kv, (size_t)hp->n_audio_ctx * d);
+      if (st->cross_packed)
+        a.kv_packed = kv;
+      else
+        set_kv(st, &a, kv, (size_t)hp->n_audio_ctx * d);
       as[n_cross++] = a;
     }
     if (!o->attention_batch(o, as, n_cross, st->ws, err)) return false;

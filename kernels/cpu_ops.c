@@ -787,6 +787,211 @@ AVX512BF16 static void attend64_dp(const float *q, long ld_q, int nq, const bf16
 
 static bool have_avx512, have_avx512bf16;
 
+/* ---- packed cross-attention K/V -------------------------------------------------------------
+ * Whisper's cross-attention keys are written once per window and read by every decoder step of
+ * every sequence, so they are stored in the form the bf16 dot-product instruction wants (bf16
+ * backend on AVX512-BF16, head_dim 64), per head:
+ *   K [ceil(n/16) blocks][32 dim pairs][16 keys][2]: 32 vdpbf16ps give 16 scores, one per lane,
+ *     with no horizontal reduction;
+ *   V [ceil(n/16) * 8 key pairs][64 dims][2]: P V takes a key pair per instruction and lands
+ *     in natural dimension order, with no unpacking.
+ * Keys are padded with zeros to a multiple of 16; their scores are masked out. */
+enum { PK_BLOCK = 16, PK_SCORE_BLOCKS = 8 };
+
+static long pk_keys(int n_kv) {
+  return ((long)n_kv + PK_BLOCK - 1) / PK_BLOCK * PK_BLOCK;
+}
+static size_t pk_head_elems(int n_kv) { /* K and V of one head */
+  return (size_t)pk_keys(n_kv) * 64 * 2;
+}
+
+static size_t cpu_kv_packed_bytes(const vs_ops *ops, int n_kv, int n_head, int head_dim) {
+  const cpu_ops *c = (const cpu_ops *)ops;
+  if (c->dt != dnnl_bf16 || !have_avx512bf16 || head_dim != 64 || n_kv < 1) return 0;
+  return (size_t)n_head * pk_head_elems(n_kv) * sizeof(bf16_t);
+}
+
+static void cpu_kv_pack(vs_ops *ops, const float *kv, long ld, int n_kv, int n_head, int head_dim,
+                        void *dst) {
+  (void)ops;
+  (void)head_dim; /* 64: kv_packed_bytes is 0 otherwise */
+  long np = pk_keys(n_kv), d = (long)n_head * 64;
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < n_head; h++) {
+    bf16_t *K = (bf16_t *)dst + (size_t)h * pk_head_elems(n_kv), *V = K + np * 64;
+    bf16_t kr[64], vr[64];
+    for (long j = 0; j < np; j++) {
+      if (j < n_kv) {
+        vs_ops_f32_to_bf16(kv + j * ld + h * 64, kr, 64);
+        vs_ops_f32_to_bf16(kv + j * ld + d + h * 64, vr, 64);
+      } else {
+        memset(kr, 0, sizeof kr);
+        memset(vr, 0, sizeof vr);
+      }
+      long b = j / PK_BLOCK, u = j % PK_BLOCK;
+      for (int e = 0; e < 64; e++) {
+        K[((b * 32 + e / 2) * PK_BLOCK + u) * 2 + e % 2] = kr[e];
+        V[((j / 2) * 64 + e) * 2 + j % 2] = vr[e];
+      }
+    }
+  }
+}
+
+typedef struct {
+  __m512 a[8]; /* [key-pair parity][dims 16c..16c+15] */
+  float m, l;
+} attend_pk_acc;
+
+/* Scores of one query (bf16 pairs qp) against blocks [b0, b0 + nblk) of a chunk, into sc. */
+AVX512BF16 __attribute__((always_inline)) static inline void
+pk_scores(const uint32_t *qp, const bf16_t *K, int b0, int nblk, float *sc, const bf16_t *pf) {
+  for (int bb = 0; bb < nblk; bb += PK_SCORE_BLOCKS) {
+    const bf16_t *kb = K + (size_t)(b0 + bb) * 32 * PK_BLOCK * 2;
+    __m512 s[PK_SCORE_BLOCKS];
+    if (nblk - bb >= PK_SCORE_BLOCKS) {
+      for (int t = 0; t < PK_SCORE_BLOCKS; t++)
+        s[t] = _mm512_setzero_ps();
+      for (int p = 0; p < 32; p++) {
+        __m512bh qb = (__m512bh)_mm512_set1_epi32((int)qp[p]);
+        if (pf) /* the chunk's V, one line per K line read: in cache by the time P V runs */
+          for (int t = 0; t < PK_SCORE_BLOCKS; t++)
+            _mm_prefetch((const char *)(pf + ((size_t)(bb + t) * 32 + p) * 32), _MM_HINT_T1);
+        for (int t = 0; t < PK_SCORE_BLOCKS; t++)
+          s[t] = _mm512_dpbf16_ps(s[t], qb, ld_bh(kb + ((size_t)t * 32 + p) * PK_BLOCK * 2));
+      }
+      for (int t = 0; t < PK_SCORE_BLOCKS; t++)
+        _mm512_store_ps(sc + (bb + t) * PK_BLOCK, s[t]);
+    } else {
+      for (int t = 0; t < nblk - bb; t++) {
+        __m512 x = _mm512_setzero_ps(), y = _mm512_setzero_ps();
+        for (int p = 0; p < 32; p += 2) {
+          x = _mm512_dpbf16_ps(x, (__m512bh)_mm512_set1_epi32((int)qp[p]),
+                               ld_bh(kb + ((size_t)t * 32 + p) * PK_BLOCK * 2));
+          y = _mm512_dpbf16_ps(y, (__m512bh)_mm512_set1_epi32((int)qp[p + 1]),
+                               ld_bh(kb + ((size_t)t * 32 + p + 1) * PK_BLOCK * 2));
+        }
+        _mm512_store_ps(sc + (bb + t) * PK_BLOCK, _mm512_add_ps(x, y));
+      }
+    }
+  }
+}
+
+/* P V of up to two queries over key pairs [0, np) of a chunk; each query's accumulation is the
+ * same whatever it is paired with. */
+AVX512BF16 __attribute__((always_inline)) static inline void
+pk_pv(const uint32_t *pp0, const uint32_t *pp1, const bf16_t *Vc, int np, attend_pk_acc *a0,
+      attend_pk_acc *a1, const bf16_t *pf, int pf_lines) {
+  __m512 x[8], y[8];
+  for (int i = 0; i < 8; i++)
+    x[i] = a0->a[i], y[i] = a1 ? a1->a[i] : _mm512_setzero_ps();
+  /* Even key pairs into accumulators 0-3, odd ones into 4-7 (two chains per output); the
+   * parity is unrolled so that the accumulators stay in registers. */
+  for (int i = 0; i < np; i++) {
+    const bf16_t *vr = Vc + (size_t)i * 128;
+    if (pf) /* the next chunk's K, four lines per V pair read */
+      for (int u = 4 * i; u < 4 * i + 4 && u < pf_lines; u++)
+        _mm_prefetch((const char *)(pf + (size_t)u * 32), _MM_HINT_T1);
+    __m512bh v0 = ld_bh(vr), v1 = ld_bh(vr + 32), v2 = ld_bh(vr + 64), v3 = ld_bh(vr + 96);
+    __m512bh p = (__m512bh)_mm512_set1_epi32((int)pp0[i]);
+    __m512bh r = a1 ? (__m512bh)_mm512_set1_epi32((int)pp1[i]) : p;
+    if ((i & 1) == 0) {
+      x[0] = _mm512_dpbf16_ps(x[0], p, v0);
+      x[1] = _mm512_dpbf16_ps(x[1], p, v1);
+      x[2] = _mm512_dpbf16_ps(x[2], p, v2);
+      x[3] = _mm512_dpbf16_ps(x[3], p, v3);
+      if (a1) {
+        y[0] = _mm512_dpbf16_ps(y[0], r, v0);
+        y[1] = _mm512_dpbf16_ps(y[1], r, v1);
+        y[2] = _mm512_dpbf16_ps(y[2], r, v2);
+        y[3] = _mm512_dpbf16_ps(y[3], r, v3);
+      }
+    } else {
+      x[4] = _mm512_dpbf16_ps(x[4], p, v0);
+      x[5] = _mm512_dpbf16_ps(x[5], p, v1);
+      x[6] = _mm512_dpbf16_ps(x[6], p, v2);
+      x[7] = _mm512_dpbf16_ps(x[7], p, v3);
+      if (a1) {
+        y[4] = _mm512_dpbf16_ps(y[4], r, v0);
+        y[5] = _mm512_dpbf16_ps(y[5], r, v1);
+        y[6] = _mm512_dpbf16_ps(y[6], r, v2);
+        y[7] = _mm512_dpbf16_ps(y[7], r, v3);
+      }
+    }
+  }
+  for (int i = 0; i < 8; i++) {
+    a0->a[i] = x[i];
+    if (a1) a1->a[i] = y[i];
+  }
+}
+
+AVX512BF16 static void attend64_pk(const float *q, long ld_q, int nq, const bf16_t *K,
+                                   const bf16_t *V, int n, float scale, float *o, long ld_o) {
+  uint32_t qp[ATTEND_GROUP][32] __attribute__((aligned(64)));
+  uint32_t pp[ATTEND_GROUP][KV_CHUNK / 2] __attribute__((aligned(64)));
+  float sc[KV_CHUNK] __attribute__((aligned(64)));
+  attend_pk_acc acc[ATTEND_GROUP];
+  __m512 vs = _mm512_set1_ps(scale);
+  for (int g = 0; g < nq; g++) {
+    const float *qg = q + g * ld_q;
+    for (int c = 0; c < 2; c++)
+      _mm512_store_si512(
+          (void *)(qp[g] + 16 * c),
+          (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_loadu_ps(qg + 32 * c + 16), vs),
+                                       _mm512_mul_ps(_mm512_loadu_ps(qg + 32 * c), vs)));
+    for (int i = 0; i < 8; i++)
+      acc[g].a[i] = _mm512_setzero_ps();
+    acc[g].m = -INFINITY;
+    acc[g].l = 0;
+  }
+  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
+    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    int nblk = (nb + PK_BLOCK - 1) / PK_BLOCK, npair = nblk * PK_BLOCK / 2;
+    const bf16_t *Vc = V + (size_t)j0 * 64;
+    for (int g = 0; g < nq; g++) {
+      pk_scores(qp[g], K, j0 / PK_BLOCK, nblk, sc, g == 0 ? Vc : NULL);
+      __m512 vmax = _mm512_set1_ps(-INFINITY);
+      int j = 0;
+      for (; j + 16 <= nb; j += 16)
+        vmax = _mm512_max_ps(vmax, _mm512_load_ps(sc + j));
+      if (j < nb)
+        vmax = _mm512_mask_max_ps(vmax, (__mmask16)((1u << (nb - j)) - 1), vmax,
+                                  _mm512_load_ps(sc + j));
+      float m = acc[g].m, bm = _mm512_reduce_max_ps(vmax);
+      float nm = m > bm ? m : bm;
+      float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+      __m512 vc = _mm512_set1_ps(corr);
+      for (int i = 0; i < 8; i++)
+        acc[g].a[i] = _mm512_mul_ps(acc[g].a[i], vc);
+      float ls = 0;
+#pragma omp simd reduction(+ : ls)
+      for (int j = 0; j < nb; j++) {
+        sc[j] = fast_expf(sc[j] - nm);
+        ls += sc[j];
+      }
+      for (int j = nb; j < ((nblk * PK_BLOCK + 31) & ~31); j++) /* padded keys weigh nothing */
+        sc[j] = 0.0f;
+      acc[g].l = acc[g].l * corr + ls;
+      acc[g].m = nm;
+      for (int i = 0; i < npair; i += 16) {
+        __m512 lo = _mm512_load_ps(sc + 2 * i), hi = _mm512_load_ps(sc + 2 * i + 16);
+        _mm512_store_si512((void *)(pp[g] + i), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      }
+    }
+    int next = n - (j0 + KV_CHUNK); /* keys of the next chunk, if any */
+    int pf_lines = next <= 0 ? 0 : (next < KV_CHUNK ? (next + PK_BLOCK - 1) / PK_BLOCK : 16) * 32;
+    for (int g = 0; g < nq; g += 2)
+      pk_pv(pp[g], g + 1 < nq ? pp[g + 1] : NULL, Vc, npair, &acc[g],
+            g + 1 < nq ? &acc[g + 1] : NULL,
+            g == 0 && pf_lines ? K + (size_t)(j0 + KV_CHUNK) * 64 : NULL, pf_lines);
+  }
+  for (int g = 0; g < nq; g++) {
+    __m512 inv = _mm512_set1_ps(1.0f / acc[g].l);
+    for (int c = 0; c < 4; c++)
+      _mm512_storeu_ps(o + g * ld_o + 16 * c,
+                       _mm512_mul_ps(_mm512_add_ps(acc[g].a[c], acc[g].a[4 + c]), inv));
+  }
+}
+
 /* Queries per work item: causal queries see different key counts, so they go one by one. */
 static int attend_group(const vs_attn_args *a) {
   return a->causal ? 1 : ATTEND_GROUP;
@@ -805,6 +1010,11 @@ static void attend_item(const vs_attn_args *a, int w, bool dp) {
   float scale = 1.0f / sqrtf((float)hd);
   const float *q = a->q + (size_t)i0 * a->ld_q + off;
   float *o = a->o + (size_t)i0 * a->ld_o + off;
+  if (a->kv_packed) { /* only accepted where kv_packed_bytes allowed it: bf16, 64, AVX512-BF16 */
+    const bf16_t *K = (const bf16_t *)a->kv_packed + (size_t)h * pk_head_elems(a->n_kv);
+    attend64_pk(q, a->ld_q, nq, K, K + pk_keys(a->n_kv) * 64, a->n_kv, scale, o, a->ld_o);
+    return;
+  }
   bool k16 = a->k16 != NULL, v16 = a->v16 != NULL;
   if (have_avx512 && hd == 64 && k16 == v16) {
     int n = a->causal ? a->q_pos0 + i0 + 1 : a->n_kv; /* causal: nq == 1 */
@@ -990,10 +1200,14 @@ static bool cpu_attention_batch(vs_ops *ops, const vs_attn_args *a, int n, vs_op
               a[i].q_pos0 + a[i].n_q, a[i].n_kv);
     if ((a[i].k16 == NULL) != (a[i].v16 == NULL))
       VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: K and V must both be bf16 or both fp32");
+    if (a[i].kv_packed &&
+        (a[i].causal || cpu_kv_packed_bytes(ops, a[i].n_kv, a[i].n_head, a[i].head_dim) == 0))
+      VS_FAIL(err, VS_ERROR_INTERNAL, false,
+              "attention: packed K/V given to a backend or shape without a packed form");
   }
   for (int i = 0; i < n; i++) {
     if (a[i].n_q <= 0) continue;
-    if (a[i].n_q < DIRECT_MAX_Q)
+    if (a[i].n_q < DIRECT_MAX_Q || a[i].kv_packed) /* the packed form has only the direct path */
       direct[nd++] = &a[i];
     else if (!attention_blocked((cpu_ops *)ops, &a[i], ws, err))
       return false;
@@ -1046,6 +1260,8 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   o->attention_ws = cpu_attention_ws;
   o->attention = cpu_attention;
   o->attention_batch = cpu_attention_batch;
+  o->kv_packed_bytes = cpu_kv_packed_bytes;
+  o->kv_pack = cpu_kv_pack;
   o->destroy = cpu_destroy;
   have_avx512 = __builtin_cpu_supports("avx512f");
   have_avx512bf16 =

@@ -53,6 +53,10 @@ typedef struct {
    * as above). A head-major cache ([head][n_kv][head_dim], ld = head_dim) lets each head's
    * keys be read as one contiguous stream. */
   long hs_k, hs_v;
+  /* Where set: K and V of every head in the backend's packed form (vs_ops.kv_pack); k, v, k16,
+   * v16, ld_k, ld_v, hs_k and hs_v are then unused. Not causal; only where kv_packed_bytes of
+   * this backend and shape is not 0. */
+  const void *kv_packed;
   int n_q, n_kv, n_head, head_dim;
   bool causal;
   int q_pos0;
@@ -94,6 +98,14 @@ struct vs_ops {
   /* n independent attentions (one per sequence of a batch) as one launch; ws as for the
    * largest of them (they run one after another where they need it). */
   bool (*attention_batch)(vs_ops *ops, const vs_attn_args *a, int n, vs_ops_ws ws, GError **err);
+  /* Keys written once and read by many queries (Whisper's cross-attention) may be kept in a
+   * form the backend reads faster than rows. kv_packed_bytes: bytes for n_kv keys of all heads,
+   * 0 (or a NULL member) where the backend has no such form for this shape: keep rows then.
+   * kv_pack: rows kv [n_kv][ld], K in columns [0, n_head*head_dim) and V in the next as many,
+   * into dst (kv_packed_bytes large, backend memory). */
+  size_t (*kv_packed_bytes)(const vs_ops *ops, int n_kv, int n_head, int head_dim);
+  void (*kv_pack)(vs_ops *ops, const float *kv, long ld, int n_kv, int n_head, int head_dim,
+                  void *dst);
 
   void (*destroy)(vs_ops *ops);
 };

@@ -165,6 +165,8 @@ static bool ref_attention(vs_ops *ops, const vs_attn_args *a, vs_ops_ws ws, GErr
   if (a->causal && a->q_pos0 + a->n_q > a->n_kv)
     VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: causal queries end at %d past %d keys",
             a->q_pos0 + a->n_q, a->n_kv);
+  if (a->kv_packed) /* the reference has no packed form: kv_packed_bytes is NULL */
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: packed K/V given to the reference");
   double scale = 1.0 / sqrt((double)a->head_dim);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int h = 0; h < a->n_head; h++)

@@ -383,6 +383,98 @@ static void test_attention_grouped(vs_ops *ref, vs_ops *fast, bool bf16) {
   g_free(or);
 }
 
+/* The packed cross-attention K/V form (where a backend has one) against the reference on the
+ * same bf16-rounded keys: key counts around the 16-key blocks and the 256-key chunks, query
+ * counts on both sides of the many-query path, grouped vs one by one bit-identical; a backend
+ * without the form must refuse packed K/V rather than read it as rows. */
+static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
+  GError *err = NULL;
+  enum { H = 6, HD = 64, WD = H * HD };
+  size_t bytes = fast->kv_packed_bytes ? fast->kv_packed_bytes(fast, 1500, H, HD) : 0;
+  if (bytes == 0) {
+    unsigned char dummy[64] = {0};
+    float q[WD] = {0}, o[WD];
+    vs_attn_args a = {.q = q,
+                      .o = o,
+                      .kv_packed = dummy,
+                      .ld_q = WD,
+                      .ld_o = WD,
+                      .n_q = 1,
+                      .n_kv = 1,
+                      .n_head = H,
+                      .head_dim = HD};
+    bool ok = fast->attention(fast, &a, (vs_ops_ws){0}, &err);
+    CHECK_MSG(!ok && err, "attention packed [%s]: packed K/V accepted without a packed form",
+              fast->name);
+    g_clear_error(&err);
+    printf("  %-44s %-9s refused (no packed form)\n", "attention packed", fast->name);
+    return;
+  }
+  const int n_kvs[] = {1, 15, 16, 17, 255, 256, 257, 1500};
+  const int n_qs[] = {1, 3, 13, 40};
+  for (size_t ki = 0; ki < G_N_ELEMENTS(n_kvs); ki++) {
+    int nkv = n_kvs[ki];
+    float *kv = rand_buf((size_t)nkv * 2 * WD, 2.0f);
+    unsigned short *h = g_new(unsigned short, (size_t)nkv * 2 * WD);
+    vs_ops_f32_to_bf16(kv, h, (size_t)nkv * 2 * WD);
+    for (size_t i = 0; i < (size_t)nkv * 2 * WD; i++)
+      kv[i] = vs_ops_bf16_to_f32(h[i]);
+    g_free(h);
+    size_t pb = fast->kv_packed_bytes(fast, nkv, H, HD);
+    CHECK(pb >= (size_t)nkv * 2 * WD * sizeof(unsigned short));
+    void *packed = g_malloc(pb);
+    fast->kv_pack(fast, kv, 2 * WD, nkv, H, HD, packed);
+    for (size_t qi = 0; qi < G_N_ELEMENTS(n_qs); qi++) {
+      int nq = n_qs[qi];
+      float *q = rand_buf((size_t)nq * WD, 2.0f);
+      float * or = g_new0(float, (size_t)nq *WD), *op = g_new0(float, (size_t)nq *WD),
+              *o1 = g_new0(float, (size_t)nq *WD);
+      vs_attn_args a = {.q = q,
+                        .k = kv,
+                        .v = kv + WD,
+                        .o = or
+                        ,
+                        .ld_q = WD,
+                        .ld_k = 2 * WD,
+                        .ld_v = 2 * WD,
+                        .ld_o = WD,
+                        .n_q = nq,
+                        .n_kv = nkv,
+                        .n_head = H,
+                        .head_dim = HD};
+      VS_GERROR_CHECK(ref->attention(ref, &a, (vs_ops_ws){0}, &err), err);
+      a.k = a.v = NULL;
+      a.kv_packed = packed;
+      a.o = op;
+      vs_ops_ws ws = ws_new(fast->attention_ws(fast, nq, nkv, H, HD));
+      VS_GERROR_CHECK(fast->attention(fast, &a, ws, &err), err);
+      vs_attn_args one[nq];
+      for (int i = 0; i < nq; i++) {
+        one[i] = a;
+        one[i].n_q = 1;
+        one[i].q = q + (size_t)i * WD;
+        one[i].o = o1 + (size_t)i * WD;
+      }
+      VS_GERROR_CHECK(fast->attention_batch(fast, one, nq, ws, &err), err);
+      CHECK_MSG(memcmp(op, o1, sizeof(float) * nq * WD) == 0,
+                "attention packed q=%d kv=%d [%s]: a query's output depends on its group", nq, nkv,
+                fast->name);
+      double e = rel_err(op, or, (size_t)nq * WD), tol = tol_of(VS_OPS_BF16);
+      char what[96];
+      snprintf(what, sizeof what, "attention packed q=%d kv=%d", nq, nkv);
+      CHECK_MSG(e <= tol && isfinite(e), "%s [%s]: error %.3g > %.1g", what, fast->name, e, tol);
+      printf("  %-44s %-9s err %.2e\n", what, fast->name, e);
+      g_free(ws.ptr);
+      g_free(q);
+      g_free(or);
+      g_free(op);
+      g_free(o1);
+    }
+    g_free(packed);
+    g_free(kv);
+  }
+}
+
 static void run_all(vs_ops *ref, vs_ops *fast) {
   printf("backend %s\n", fast->name);
   const int ms_odd[] = {1, 2, 7, 33};
@@ -422,7 +514,9 @@ static void run_all(vs_ops *ref, vs_ops *fast) {
   test_attention_batch(ref, ref, true);
   test_attention_grouped(ref, fast, false);
   test_attention_grouped(ref, fast, true);
+  test_attention_packed(ref, fast);
   test_attention_grouped(ref, ref, false);
+  test_attention_packed(ref, ref);
 }
 
 int main(void) {
