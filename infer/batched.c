@@ -179,20 +179,21 @@ int *vs_batched_prompt(const vs_tokenizer *tok, const char *language, bool trans
   return (int *)g_array_free(p, FALSE);
 }
 
-bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o, const int *prompt,
-                       int n_prompt, const float *const *mels, int n, vs_search_result *results,
-                       GError **err) {
-  if (n <= 0) return true;
-  if (!m->dec->encode)
-    VS_FAIL(err, VS_ERROR_INTERNAL, false, "batched: the decoder interface has no encoder");
-  const size_t window_floats = (size_t)m->n_mels * WINDOW_FRAMES;
-  float *batch = g_new(float, window_floats *(size_t)n); /* host, [n][n_mels][3000] */
-  for (int i = 0; i < n; i++)
-    memcpy(batch + window_floats * (size_t)i, mels[i], window_floats * sizeof(float));
-  bool ok = m->dec->encode(m->dec->ctx, batch, n, err);
-  g_free(batch);
-  if (!ok) return false;
+typedef struct {
+  const vs_longform_model *m;
+  const float *const *mels;
+} pool_feed;
 
+static bool pool_encode(void *ctx, int job, int window, GError **err) {
+  const pool_feed *p = ctx;
+  return p->m->dec->encode_at(p->m->dec->ctx, p->mels[job], window, err);
+}
+
+bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o, const int *prompt,
+                       int n_prompt, const float *const *mels, int n, int max_active,
+                       vs_search_result *results, GError **err) {
+  if (n <= 0) return true;
+  if (max_active < 1) VS_FAIL(err, VS_ERROR_INTERNAL, false, "batched: batch size %d", max_active);
   const int slots = vs_search_slots_max(o);
   vs_search_job *jobs = g_new0(vs_search_job, n);
   float *temps = g_new0(float, n);
@@ -205,7 +206,29 @@ bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o, c
                               .seed = (uint64_t)i};
     temps[i] = o->temperatures[0];
   }
-  ok = vs_search_run(m->dec, m->vocab, jobs, temps, n, results, err);
+  bool ok;
+  if (m->dec->encode_at) {
+    /* Continuous batching: a window that ends hands its slot to the next one at once. */
+    pool_feed feed = {m, mels};
+    ok = vs_search_run_pool(m->dec, m->vocab, jobs, temps, n, max_active, pool_encode, &feed,
+                            results, err);
+  } else if (n > max_active) {
+    ok = false;
+    g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL,
+                "batched: %d windows for a batch of %d and the decoder cannot refill", n,
+                max_active);
+  } else {
+    const size_t window_floats = (size_t)m->n_mels * WINDOW_FRAMES;
+    float *batch = g_new(float, window_floats *(size_t)n); /* host, [n][n_mels][3000] */
+    for (int i = 0; i < n; i++)
+      memcpy(batch + window_floats * (size_t)i, mels[i], window_floats * sizeof(float));
+    ok = m->dec->encode && m->dec->encode(m->dec->ctx, batch, n, err);
+    if (!m->dec->encode)
+      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL,
+                  "batched: the decoder interface has no encoder");
+    g_free(batch);
+    if (ok) ok = vs_search_run(m->dec, m->vocab, jobs, temps, n, results, err);
+  }
   g_free(jobs);
   g_free(temps);
   return ok;

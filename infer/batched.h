@@ -48,12 +48,14 @@ vs_search_options vs_batched_search_options(const vs_search_options *base);
 int *vs_batched_prompt(const struct vs_tokenizer *tok, const char *language, bool translate,
                        const char *initial_prompt, int n_text_ctx, int *n_prompt, GError **err);
 
-/* Decodes n windows (from any files; mels[i] is [n_mels][3000]) in one batch: one encoder pass,
- * one search over all of them, each window its own job (own KV slots, own finish) with `prompt`.
- * The decoder's state must hold n windows and n * vs_search_slots_max(o) sequences. results[i]
- * is filled (vs_search_result_clear them). */
+/* Decodes n windows (from any files; mels[i] is [n_mels][3000]), each window its own job (own
+ * KV slots, own finish) with `prompt`, at most max_active at once: the decoder's state must hold
+ * max_active windows and max_active * vs_search_slots_max(o) sequences. Where the decoder has
+ * encode_at, a window that finishes hands its slot to the next one (continuous batching), so n
+ * may exceed max_active; otherwise n <= max_active and all are encoded first. results[i] is
+ * filled (vs_search_result_clear them). */
 bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o, const int *prompt,
-                       int n_prompt, const float *const *mels, int n, vs_search_result *results,
-                       GError **err);
+                       int n_prompt, const float *const *mels, int n, int max_active,
+                       vs_search_result *results, GError **err);
 
 #endif

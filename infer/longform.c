@@ -271,6 +271,10 @@ bool vs_longform_transcribe(const vs_longform_model *m, const vs_longform_option
 static bool w_encode(void *ctx, const float *mel, int n, GError **err) {
   return vs_whisper_encode(ctx, mel, n, err);
 }
+
+static bool w_encode_at(void *ctx, const float *mel, int window, GError **err) {
+  return vs_whisper_encode_at(ctx, mel, window, err);
+}
 static bool w_decode(void *ctx, int n_seq, const int *slot, const int *window,
                      const int *const *tokens, const int *n_tokens, float *logits, GError **err) {
   return vs_whisper_decode(ctx, n_seq, slot, window, tokens, n_tokens, logits, err);
@@ -289,6 +293,7 @@ vs_search_decoder vs_longform_whisper_decoder(vs_whisper_state *st, const vs_whi
   d.n_vocab = hp->n_vocab;
   d.n_text_ctx = hp->n_text_ctx;
   d.encode = w_encode;
+  d.encode_at = w_encode_at;
   d.decode = w_decode;
   d.cache_reset = w_reset;
   d.cache_copy = w_copy;

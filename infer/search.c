@@ -315,6 +315,7 @@ enum { MODE_GREEDY, MODE_SAMPLE, MODE_BEAM };
 
 typedef struct {
   const vs_search_job *job;
+  int window, slot_base; /* the job's, or assigned at admission in a pool */
   float temp;
   int mode;
   rules_t rules;
@@ -341,7 +342,7 @@ static void seq_push(seq_t *s, int tok) {
 }
 
 static void job_free(job_t *J) {
-  for (int i = 0; i < J->n_seq; i++)
+  for (int i = 0; J->seqs && i < J->n_seq; i++) /* seqs is NULL when setup failed before it */
     g_free(J->seqs[i].toks);
   g_free(J->seqs);
   if (J->hyps) {
@@ -545,12 +546,97 @@ static int sot_index(const int *p, int n, int sot) {
   return -1;
 }
 
-bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
-                   const vs_search_job *jobs, const float *temps, int n_jobs,
-                   vs_search_result *results, GError **err) {
+/* Jobs admit[0..n_admit) start: window and KV slots assigned (pool mode: freed ones), their
+ * window made ready, caches reset, the prompt decoded and step 0 taken. */
+static bool start_jobs(const vs_search_decoder *dec, const vs_search_vocab *vocab,
+                       const vs_search_job *jobs, job_t *J, const int *admit, int n_admit,
+                       int *slot, int *window, const int **toks, int *ntok, int *owner,
+                       float *logits, GError **err) {
   const int V = dec->n_vocab;
+  for (int a = 0; a < n_admit; a++) {
+    job_t *t = &J[admit[a]];
+    for (int s = 0; s < t->n_seq; s++) {
+      t->seqs[s].slot = t->slot_base + s;
+      dec->cache_reset(dec->ctx, t->slot_base + s);
+    }
+  }
+  /* Prompt: through sot first when sot is not the last prompt token, so that the no-speech
+   * probability comes from the sot position (CTranslate2's compute_logits_for_steps). */
+  int n = 0;
+  for (int a = 0; a < n_admit; a++) {
+    int j = admit[a];
+    slot[n] = J[j].seqs[0].slot;
+    window[n] = J[j].window;
+    toks[n] = jobs[j].prompt;
+    ntok[n] = J[j].head_len;
+    owner[n++] = a;
+  }
+  if (!dec->decode(dec->ctx, n, slot, window, toks, ntok, logits, err)) return false;
+  for (int i = 0; i < n; i++)
+    J[admit[owner[i]]].no_speech = prob_of(logits + (size_t)i * V, V, vocab->no_speech);
+  float *first = g_new(float, (size_t)n_admit *V);
+  for (int a = 0; a < n_admit; a++)
+    if (J[admit[a]].head_len == jobs[admit[a]].n_prompt) {
+      /* row a of the first call is this job's: jobs were laid out in order */
+      memcpy(first + (size_t)a * V, logits + (size_t)a * V, sizeof(float) * V);
+    }
+  n = 0;
+  for (int a = 0; a < n_admit; a++) {
+    int j = admit[a];
+    if (J[j].head_len == jobs[j].n_prompt) continue;
+    slot[n] = J[j].seqs[0].slot;
+    window[n] = J[j].window;
+    toks[n] = jobs[j].prompt + J[j].head_len;
+    ntok[n] = jobs[j].n_prompt - J[j].head_len;
+    owner[n++] = a;
+  }
+  if (n > 0) {
+    if (!dec->decode(dec->ctx, n, slot, window, toks, ntok, logits, err)) {
+      g_free(first);
+      return false;
+    }
+    for (int i = 0; i < n; i++)
+      memcpy(first + (size_t)owner[i] * V, logits + (size_t)i * V, sizeof(float) * V);
+  }
+
+  /* Step 0 from the prompt's logits; sampled hypotheses share the prompt's cache. Jobs are
+   * independent (own rows, own cache slots), so their steps run in parallel. */
+#pragma omp parallel for schedule(dynamic, 1) if (n_admit > 1)
+  for (int a = 0; a < n_admit; a++) {
+    job_t *t = &J[admit[a]];
+    float *x0 = first + (size_t)a * V;
+    if (t->mode == MODE_BEAM) {
+      float *row0[1] = {x0};
+      step_beam(dec, t, row0);
+    } else {
+      float *scratch = t->n_seq > 1 ? g_new(float, V) : x0;
+      for (int s = 0; s < t->n_seq; s++) {
+        if (s > 0) dec->cache_copy(dec->ctx, t->seqs[s].slot, t->seqs[0].slot);
+        if (t->n_seq > 1) memcpy(scratch, x0, sizeof(float) * V);
+        step_independent(t, &t->seqs[s], scratch);
+      }
+      if (t->n_seq > 1) g_free(scratch);
+      bool all = true;
+      for (int s = 0; s < t->n_seq; s++)
+        all &= t->seqs[s].done;
+      if (all) finish_independent(t);
+    }
+    t->step = 1;
+  }
+  g_free(first);
+  return true;
+}
+
+/* vs_search_run (max_active = n_jobs, windows and slots as the jobs give them) and
+ * vs_search_run_pool (at most max_active jobs at once in window slots 0..max_active-1). */
+static bool search_core(const vs_search_decoder *dec, const vs_search_vocab *vocab,
+                        const vs_search_job *jobs, const float *temps, int n_jobs, int max_active,
+                        vs_search_admit_fn admit_fn, void *admit_ctx, vs_search_result *results,
+                        GError **err) {
+  const int V = dec->n_vocab;
+  const bool pool = admit_fn != NULL;
   job_t *J = g_new0(job_t, n_jobs);
-  int total_seqs = 0;
+  int max_seq = 0;
   bool ok = false;
 
   for (int j = 0; j < n_jobs; j++) {
@@ -561,6 +647,8 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
     t->job = jb;
     t->out = &results[j];
     t->temp = temps[j];
+    t->window = jb->window;
+    t->slot_base = jb->slot_base;
     int si = sot_index(jb->prompt, jb->n_prompt, vocab->sot);
     if (si < 0) {
       g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "search: job %d: prompt has no sot token", j);
@@ -586,6 +674,11 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
       g_set_error(err, VS_ERROR, VS_ERROR_CONFIG, "search: beam_size/best_of above 32");
       goto out;
     }
+    if (pool && vs_search_slots_max(o) > vs_search_slots_max(jobs[0].opts)) {
+      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL,
+                  "search: pooled jobs must not need more KV slots than the first");
+      goto out;
+    }
     t->rules.v = vocab;
     t->rules.o = o;
     t->rules.n_vocab = V;
@@ -594,10 +687,8 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
         vocab->timestamp_begin + (int)nearbyint(o->max_initial_timestamp / 0.02);
     t->seqs = g_new0(seq_t, t->n_seq);
     for (int s = 0; s < t->n_seq; s++) {
-      t->seqs[s].slot = jb->slot_base + s;
       uint64_t seed = jb->seed ^ (0x632be59bd9b4e019ULL * (uint64_t)(s + 1));
       rng_seed(&t->seqs[s].rng, seed);
-      dec->cache_reset(dec->ctx, jb->slot_base + s);
     }
     t->n_alive_beams = 1;
     t->head_len = si < jb->n_prompt - 1 ? si + 1 : jb->n_prompt;
@@ -605,98 +696,69 @@ bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
       t->hyps = g_array_new(FALSE, FALSE, sizeof(hyp_t));
       t->max_candidates = (int)roundf((float)o->beam_size * o->patience);
     }
-    total_seqs += t->n_seq;
+    max_seq = MAX(max_seq, t->n_seq);
   }
+  if (max_active < 1 || max_active > n_jobs) max_active = n_jobs;
 
-  int cap = MAX(total_seqs, n_jobs);
+  int cap = MAX(max_active * max_seq, max_active);
   int *slot = g_new(int, cap), *window = g_new(int, cap), *ntok = g_new(int, cap);
   const int **toks = g_new(const int *, cap);
   int *owner = g_new(int, cap), *which = g_new(int, cap);
   float *logits = g_new(float, (size_t)cap *V);
   int *group_start = g_new(int, cap + 1);
-
-  /* Prompt: through sot first when sot is not the last prompt token, so that the no-speech
-   * probability comes from the sot position (CTranslate2's compute_logits_for_steps). */
-  int n = 0;
-  for (int j = 0; j < n_jobs; j++) {
-    slot[n] = J[j].seqs[0].slot;
-    window[n] = jobs[j].window;
-    toks[n] = jobs[j].prompt;
-    ntok[n] = J[j].head_len;
-    owner[n++] = j;
-  }
-  if (!dec->decode(dec->ctx, n, slot, window, toks, ntok, logits, err)) goto out_free;
-  for (int i = 0; i < n; i++) {
-    job_t *t = &J[owner[i]];
-    t->no_speech = prob_of(logits + (size_t)i * V, V, vocab->no_speech);
-  }
-  n = 0;
-  for (int j = 0; j < n_jobs; j++) {
-    if (J[j].head_len == jobs[j].n_prompt) continue;
-    slot[n] = J[j].seqs[0].slot;
-    window[n] = jobs[j].window;
-    toks[n] = jobs[j].prompt + J[j].head_len;
-    ntok[n] = jobs[j].n_prompt - J[j].head_len;
-    owner[n++] = j;
-  }
-  float *first = g_new(float, (size_t)n_jobs *V);
-  for (int j = 0; j < n_jobs; j++)
-    if (J[j].head_len == jobs[j].n_prompt) {
-      /* row j of the first call is this job's: jobs were laid out in order */
-      memcpy(first + (size_t)j * V, logits + (size_t)j * V, sizeof(float) * V);
-    }
-  if (n > 0) {
-    if (!dec->decode(dec->ctx, n, slot, window, toks, ntok, logits, err)) {
-      g_free(first);
-      goto out_free;
-    }
-    for (int i = 0; i < n; i++)
-      memcpy(first + (size_t)owner[i] * V, logits + (size_t)i * V, sizeof(float) * V);
-  }
-
-  /* Step 0 from the prompt's logits; sampled hypotheses share the prompt's cache. Jobs are
-   * independent (own rows, own cache slots), so their steps run in parallel. */
-#pragma omp parallel for schedule(dynamic, 1) if (n_jobs > 1)
-  for (int j = 0; j < n_jobs; j++) {
-    job_t *t = &J[j];
-    float *x0 = first + (size_t)j * V;
-    if (t->mode == MODE_BEAM) {
-      float *row0[1] = {x0};
-      step_beam(dec, t, row0);
-    } else {
-      float *scratch = t->n_seq > 1 ? g_new(float, V) : x0;
-      for (int s = 0; s < t->n_seq; s++) {
-        if (s > 0) dec->cache_copy(dec->ctx, t->seqs[s].slot, t->seqs[0].slot);
-        if (t->n_seq > 1) memcpy(scratch, x0, sizeof(float) * V);
-        step_independent(t, &t->seqs[s], scratch);
-      }
-      if (t->n_seq > 1) g_free(scratch);
-      bool all = true;
-      for (int s = 0; s < t->n_seq; s++)
-        all &= t->seqs[s].done;
-      if (all) finish_independent(t);
-    }
-    t->step = 1;
-  }
-  g_free(first);
+  int *admit = g_new(int, max_active);
+  int *free_window = g_new(int, max_active), n_free = 0;
+  bool *released = g_new0(bool, n_jobs);
+  int next_job = 0; /* jobs below have been admitted */
+  const int slots_per = pool ? vs_search_slots_max(jobs[0].opts) : 0;
+  for (int w = max_active - 1; w >= 0; w--)
+    free_window[n_free++] = w; /* pool: window slots, lowest first */
 
   for (;;) {
-    n = 0;
-    for (int j = 0; j < n_jobs; j++) {
+    /* Finished jobs give back their window (pool) ... */
+    int active = 0;
+    for (int j = 0; j < next_job; j++) {
+      if (!J[j].done) {
+        active++;
+      } else if (!released[j]) {
+        released[j] = true;
+        if (pool) free_window[n_free++] = J[j].window;
+      }
+    }
+    /* ... and the next jobs take them, so that the batch stays full. */
+    int n_admit = 0;
+    while (next_job < n_jobs && active + n_admit < max_active) {
+      int j = next_job++;
+      if (pool) {
+        J[j].window = free_window[--n_free];
+        J[j].slot_base = J[j].window * slots_per;
+        if (!admit_fn(admit_ctx, j, J[j].window, err)) goto out_free;
+      }
+      admit[n_admit++] = j;
+    }
+    if (n_admit > 0 && !start_jobs(dec, vocab, jobs, J, admit, n_admit, slot, window, toks, ntok,
+                                   owner, logits, err))
+      goto out_free;
+
+    int n = 0;
+    for (int j = 0; j < next_job; j++) {
       job_t *t = &J[j];
       if (t->done) continue;
       int m = t->mode == MODE_BEAM ? t->n_alive_beams : t->n_seq;
       for (int s = 0; s < m; s++) {
         if (t->mode != MODE_BEAM && t->seqs[s].done) continue;
         slot[n] = t->seqs[s].slot;
-        window[n] = jobs[j].window;
+        window[n] = t->window;
         toks[n] = &t->seqs[s].next;
         ntok[n] = 1;
         owner[n] = j;
         which[n++] = s;
       }
     }
-    if (n == 0) break;
+    if (n == 0) {
+      if (next_job < n_jobs) continue; /* every admitted job ended at step 0 */
+      break;
+    }
     if (!dec->decode(dec->ctx, n, slot, window, toks, ntok, logits, err)) goto out_free;
     int n_groups = 0; /* rows of one job are consecutive: group g is rows [start[g], start[g+1]) */
     for (int i = 0; i < n; i++)
@@ -733,6 +795,9 @@ out_free:
   g_free(which);
   g_free(logits);
   g_free(group_start);
+  g_free(admit);
+  g_free(free_window);
+  g_free(released);
 out:
   for (int j = 0; j < n_jobs; j++) {
     job_free(&J[j]);
@@ -740,6 +805,21 @@ out:
   }
   g_free(J);
   return ok;
+}
+
+bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
+                   const vs_search_job *jobs, const float *temps, int n_jobs,
+                   vs_search_result *results, GError **err) {
+  return search_core(dec, vocab, jobs, temps, n_jobs, n_jobs, NULL, NULL, results, err);
+}
+
+bool vs_search_run_pool(const vs_search_decoder *dec, const vs_search_vocab *vocab,
+                        const vs_search_job *jobs, const float *temps, int n_jobs, int max_active,
+                        vs_search_admit_fn admit, void *admit_ctx, vs_search_result *results,
+                        GError **err) {
+  if (!admit || max_active < 1)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "search: a pool needs an admit function and a size");
+  return search_core(dec, vocab, jobs, temps, n_jobs, max_active, admit, admit_ctx, results, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */

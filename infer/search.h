@@ -27,6 +27,9 @@ typedef struct {
   int n_vocab;
   int n_text_ctx; /* 448: longest prompt + generated sequence */
   bool (*encode)(void *ctx, const float *mel, int n_windows, GError **err);
+  /* One window into window slot `window`, the others keeping theirs (continuous batching);
+   * NULL where the decoder cannot. */
+  bool (*encode_at)(void *ctx, const float *mel, int window, GError **err);
   bool (*decode)(void *ctx, int n_seq, const int *slot, const int *window, const int *const *tokens,
                  const int *n_tokens, float *logits, GError **err);
   /* The search steps jobs on OpenMP threads: these two may run concurrently, on distinct slots
@@ -106,6 +109,21 @@ void vs_search_result_clear(vs_search_result *r);
 bool vs_search_run(const vs_search_decoder *dec, const vs_search_vocab *vocab,
                    const vs_search_job *jobs, const float *temps, int n_jobs,
                    vs_search_result *results, GError **err);
+
+/* Makes job `job`'s encoded window ready in window slot `window` (e.g. encodes it) before the
+ * job's first decoder pass; false with err set stops the search. */
+typedef bool (*vs_search_admit_fn)(void *ctx, int job, int window, GError **err);
+
+/* vs_search_run over more jobs than decode at once: at most max_active jobs run together; when
+ * jobs finish, the next ones (in order) take their window slot and KV slots, so the decoder's
+ * batch stays full instead of draining to its longest job. Window slots are
+ * 0..max_active-1 and a job in window slot w uses KV slots w * vs_search_slots_max(jobs[0].opts)
+ * onwards (jobs' own window and slot_base are ignored; no job may need more slots than the
+ * first). Each job's result is what vs_search_run gives for it. */
+bool vs_search_run_pool(const vs_search_decoder *dec, const vs_search_vocab *vocab,
+                        const vs_search_job *jobs, const float *temps, int n_jobs, int max_active,
+                        vs_search_admit_fn admit, void *admit_ctx, vs_search_result *results,
+                        GError **err);
 
 /* faster-whisper's generate_with_fallback over a batch of jobs: each job tries its
  * temperatures in turn until compression ratio and average log-probability pass (or the

@@ -516,6 +516,19 @@ bool vs_whisper_encode(vs_whisper_state *st, const float *mel, int n_windows, GE
   return true;
 }
 
+bool vs_whisper_encode_at(vs_whisper_state *st, const float *mel, int window, GError **err) {
+  if (window < 0 || window >= st->max_windows)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "whisper: encode into window %d, state holds %d", window,
+            st->max_windows);
+  use_threads(st->w);
+  gint64 t0 = g_get_monotonic_time();
+  if (!encode_window(st, mel, window, err)) return false;
+  if (st->n_encoded < window + 1) st->n_encoded = window + 1;
+  st->stats.encode_s += (g_get_monotonic_time() - t0) / 1e6;
+  st->stats.windows += 1;
+  return true;
+}
+
 bool vs_whisper_encoder_output(const vs_whisper_state *st, float *out, GError **err) {
   if (st->n_encoded < 1) VS_FAIL(err, VS_ERROR_INTERNAL, false, "whisper: nothing encoded yet");
   const vs_whisper_hparams *hp = &st->w->hp;

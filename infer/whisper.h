@@ -42,6 +42,9 @@ void vs_whisper_state_free(vs_whisper_state *st);
 /* Encodes n_windows windows of log-mel, host memory [n_windows][n_mels][3000], into window
  * slots 0..n_windows-1, and computes each decoder layer's cross-attention K/V for them. */
 bool vs_whisper_encode(vs_whisper_state *st, const float *mel, int n_windows, GError **err);
+/* One window (host [n_mels][3000]) into window slot `window`; the other slots keep what they
+ * hold, so a decoder batch can take a new window while others are mid-decode. */
+bool vs_whisper_encode_at(vs_whisper_state *st, const float *mel, int window, GError **err);
 
 /* Copies the final encoder output (after the last layer norm) of the last window the latest
  * vs_whisper_encode processed into out, host [n_audio_ctx][n_audio_state]. For tests and

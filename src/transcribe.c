@@ -288,9 +288,15 @@ typedef struct {
   size_t window;
 } window_ref;
 
-/* Decodes up to batch_size queued windows (from any files) and publishes finished files. */
+/* Windows one batched round takes at most: batch_size decode at once and finished ones are
+ * replaced from the rest of the round (continuous batching), so the batch drains only at the
+ * round's end; files are published when their round ends, which bounds the work a kill loses. */
+enum { ROUND_BATCHES = 4 };
+
+/* Decodes up to ROUND_BATCHES * batch_size queued windows (from any files) and publishes
+ * finished files. */
 static bool run_batched_round(runner *r, vs_frontend *fe, GQueue *windows, GError **err) {
-  int n = MIN((int)windows->length, r->o->batch_size);
+  int n = MIN((int)windows->length, ROUND_BATCHES * r->o->batch_size);
   if (n == 0) return true;
   window_ref **refs = g_new(window_ref *, n);
   const float **mels = g_new(const float *, n);
@@ -300,7 +306,7 @@ static bool run_batched_round(runner *r, vs_frontend *fe, GQueue *windows, GErro
   }
   vs_search_result *results = g_new0(vs_search_result, n);
   bool ok = vs_batched_decode(&r->lm, &r->batched_search, r->batched_prompt, r->n_batched_prompt,
-                              mels, n, results, err);
+                              mels, n, r->o->batch_size, results, err);
   for (int i = 0; i < n; i++) {
     open_file *f = refs[i]->file;
     if (ok) {
@@ -362,7 +368,7 @@ static bool consume(runner *r, vs_frontend *fe, GError **err) {
       }
       if (!ok) break;
       if (!o->batched && (int)seq_batch->len >= o->batch_size) break;
-      if (o->batched && (int)windows.length >= o->batch_size) break;
+      if (o->batched && (int)windows.length >= ROUND_BATCHES * o->batch_size) break;
     }
     if (ok && seq_batch->len > 0) {
       ok = run_sequential_batch(r, (vs_frontend_item **)seq_batch->pdata, (int)seq_batch->len, err);

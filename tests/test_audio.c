@@ -89,8 +89,16 @@ static void check_fails(const char *name, int code) {
 
 static double sox_seconds(const char *name) {
   char *p = path(name);
-  gchar *cmd = g_strdup_printf("soxi -D '%s'", p), *out = NULL;
-  g_spawn_command_line_sync(cmd, &out, NULL, NULL, NULL);
+  gchar *cmd = g_strdup_printf("soxi -D '%s'", p), *out = NULL, *errout = NULL;
+  GError *e = NULL;
+  int status = 0;
+  /* A failed soxi must say why: a silent -1 would read as a length mismatch of the decoder. */
+  bool ran = g_spawn_command_line_sync(cmd, &out, &errout, &status, &e) &&
+             g_spawn_check_wait_status(status, &e);
+  CHECK_MSG(ran && out && *out, "%s: '%s' failed: %s %s", name, cmd, e ? e->message : "no output",
+            errout ? errout : "");
+  g_clear_error(&e);
+  g_free(errout);
   double s = out ? g_ascii_strtod(out, NULL) : -1;
   g_free(cmd);
   g_free(out);

@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
     memset(res, 0, sizeof res);
     for (int i = 0; i < n; i++)
       mels[i] = F[order[b + i].file].chunks.windows[order[b + i].window].mel;
-    VS_GERROR_CHECK(vs_batched_decode(&lm, &so, prompt, n_prompt, mels, n, res, &e), e);
+    VS_GERROR_CHECK(vs_batched_decode(&lm, &so, prompt, n_prompt, mels, n, BATCH, res, &e), e);
     for (int i = 0; i < n; i++)
       F[order[b + i].file].results[order[b + i].window] = res[i];
   }

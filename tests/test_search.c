@@ -598,6 +598,85 @@ static void test_batch_equals_single(void) {
   fake_free(&f);
 }
 
+/* The pool: more jobs than fit at once, refilled as jobs finish; every job's result equals its
+ * run alone, at most max_active jobs decode together, and window slots are reused. */
+typedef struct {
+  fake_t *f;
+  int src_base, n_admitted, uses[MAX_WIN];
+  bool fail_at_3;
+} pool_ctx;
+
+static bool pool_admit(void *ctx, int job, int window, GError **err) {
+  pool_ctx *p = ctx;
+  if (p->fail_at_3 && job == 3) VS_FAIL(err, VS_ERROR_INTERNAL, false, "admit failed on purpose");
+  /* the job's "encoded window" is the script of source window src_base + job */
+  p->f->script[window] = p->f->script[p->src_base + job];
+  p->f->window_seek[window] = p->f->window_seek[p->src_base + job];
+  p->n_admitted++;
+  p->uses[window]++;
+  return true;
+}
+
+static void test_pool(void) {
+  fake_t f;
+  vs_search_decoder d;
+  fake_init(&f, &d, script_flat);
+  enum { N = 7, SRC = 8, ACTIVE = 3 };
+  script_fn scripts[N] = {script_patience, script_flat,           script_windows, script_repetitive,
+                          script_flat,     script_greedy_vs_beam, script_windows};
+  for (int j = 0; j < N; j++) {
+    f.script[SRC + j] = scripts[j];
+    f.window_seek[SRC + j] = 0;
+  }
+  int pn[] = {VOC.sot, VOC.no_timestamps};
+  int pt[] = {VOC.sot_prev, W_HELLO, W_WORLD, VOC.sot};
+  vs_search_options beam5 = opts_plain(5), beam2 = opts_plain(2), greedy = opts_plain(1);
+  const vs_search_options *os[N] = {&beam5, &greedy, &beam5, &beam2, &beam5, &greedy, &beam2};
+  vs_search_job jobs[N];
+  float temps[N] = {0};
+  for (int j = 0; j < N; j++)
+    jobs[j] = (vs_search_job){os[j], -1, -1, j % 2 ? pt : pn, j % 2 ? 4 : 2, (uint64_t)j};
+  vs_search_result rp[N], rs;
+  GError *e = NULL;
+  pool_ctx pc = {.f = &f, .src_base = SRC};
+  f.max_batch = 0;
+  VS_GERROR_CHECK(vs_search_run_pool(&d, &VOC, jobs, temps, N, ACTIVE, pool_admit, &pc, rp, &e), e);
+  CHECK_MSG(pc.n_admitted == N, "pool admitted %d of %d jobs", pc.n_admitted, N);
+  CHECK_MSG(f.max_batch <= ACTIVE * 5, "pool decoded %d rows at once", f.max_batch);
+  int reused = 0;
+  for (int w = 0; w < MAX_WIN; w++) {
+    CHECK_MSG(w < ACTIVE || pc.uses[w] == 0, "window slot %d used outside the pool", w);
+    reused += pc.uses[w] > 1;
+  }
+  CHECK(reused > 0);
+  for (int j = 0; j < N; j++) {
+    vs_search_job one = jobs[j];
+    one.window = SRC + j;
+    one.slot_base = 40;
+    VS_GERROR_CHECK(vs_search_run(&d, &VOC, &one, &temps[j], 1, &rs, &e), e);
+    CHECK_MSG(rs.n_tokens == rp[j].n_tokens &&
+                  !memcmp(rs.tokens, rp[j].tokens, sizeof(int) * rs.n_tokens) &&
+                  rs.score == rp[j].score && rs.no_speech_prob == rp[j].no_speech_prob,
+              "pooled job %d differs from the job alone (%d vs %d tokens)", j, rp[j].n_tokens,
+              rs.n_tokens);
+    vs_search_result_clear(&rs);
+    vs_search_result_clear(&rp[j]);
+  }
+  /* a failing admission stops the search with its error and leaves no results */
+  pc = (pool_ctx){.f = &f, .src_base = SRC, .fail_at_3 = true};
+  bool ok = vs_search_run_pool(&d, &VOC, jobs, temps, N, ACTIVE, pool_admit, &pc, rp, &e);
+  CHECK(!ok && e && strstr(e->message, "on purpose"));
+  g_clear_error(&e);
+  for (int j = 0; j < N; j++)
+    CHECK(rp[j].tokens == NULL && rp[j].n_tokens == 0);
+  /* a job needing more KV slots than the first is refused */
+  vs_search_job bad[2] = {jobs[1], jobs[0]}; /* greedy first, then beam 5 */
+  ok = vs_search_run_pool(&d, &VOC, bad, temps, 2, 1, pool_admit, &pc, rp, &e);
+  CHECK(!ok && e);
+  g_clear_error(&e);
+  fake_free(&f);
+}
+
 static float *make_mel(size_t n_frames) {
   float *m = g_new(float, 80 * n_frames);
   for (int c = 0; c < 80; c++)
@@ -736,6 +815,7 @@ int main(int argc, char **argv) {
   test_fallback();
   test_no_speech_position();
   test_batch_equals_single();
+  test_pool();
   test_longform();
 
   vs_search_vocab_clear(&VOC);
