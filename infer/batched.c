@@ -212,22 +212,19 @@ bool vs_batched_decode(const vs_longform_model *m, const vs_search_options *o, c
     pool_feed feed = {m, mels};
     ok = vs_search_run_pool(m->dec, m->vocab, jobs, temps, n, max_active, pool_encode, &feed,
                             results, err);
-  } else if (n > max_active) {
+  } else if (!m->dec->encode || n > max_active) {
     ok = false;
     g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL,
-                "batched: %d windows for a batch of %d and the decoder cannot refill", n,
-                max_active);
+                "batched: %d windows for a batch of %d and the decoder cannot %s", n, max_active,
+                m->dec->encode ? "refill" : "encode");
   } else {
     const size_t window_floats = (size_t)m->n_mels * WINDOW_FRAMES;
     float *batch = g_new(float, window_floats *(size_t)n); /* host, [n][n_mels][3000] */
     for (int i = 0; i < n; i++)
       memcpy(batch + window_floats * (size_t)i, mels[i], window_floats * sizeof(float));
-    ok = m->dec->encode && m->dec->encode(m->dec->ctx, batch, n, err);
-    if (!m->dec->encode)
-      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL,
-                  "batched: the decoder interface has no encoder");
+    ok = m->dec->encode(m->dec->ctx, batch, n, err) &&
+         vs_search_run(m->dec, m->vocab, jobs, temps, n, results, err);
     g_free(batch);
-    if (ok) ok = vs_search_run(m->dec, m->vocab, jobs, temps, n, results, err);
   }
   g_free(jobs);
   g_free(temps);

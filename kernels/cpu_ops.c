@@ -659,6 +659,23 @@ AVX512BF16 __attribute__((always_inline)) static inline __m512bh ld_bh(const bf1
   return (__m512bh)_mm512_loadu_si512((const void *)x);
 }
 
+/* a[c] += p . v_c for the four 16-dim quarters of a 64-dim output (constant offsets of a after
+ * inlining, so the accumulators stay in registers). */
+AVX512BF16 __attribute__((always_inline)) static inline void
+dp4(__m512 *a, __m512bh p, __m512bh v0, __m512bh v1, __m512bh v2, __m512bh v3) {
+  a[0] = _mm512_dpbf16_ps(a[0], p, v0);
+  a[1] = _mm512_dpbf16_ps(a[1], p, v1);
+  a[2] = _mm512_dpbf16_ps(a[2], p, v2);
+  a[3] = _mm512_dpbf16_ps(a[3], p, v3);
+}
+
+/* dp4 of a probability pair with V rows x (key 2i) and y (key 2i+1) interleaved into pairs. */
+AVX512BF16 __attribute__((always_inline)) static inline void
+dp4_rows(__m512 *a, __m512bh p, __m512i x0, __m512i x1, __m512i y0, __m512i y1) {
+  dp4(a, p, (__m512bh)_mm512_unpacklo_epi16(x0, y0), (__m512bh)_mm512_unpackhi_epi16(x0, y0),
+      (__m512bh)_mm512_unpacklo_epi16(x1, y1), (__m512bh)_mm512_unpackhi_epi16(x1, y1));
+}
+
 AVX512BF16 __attribute__((always_inline)) static inline void
 attend64_dp_chunk(const __m512bh *qb, const bf16_t *k, long ld_k, const bf16_t *v, long ld_v,
                   int j0, int nb, int n, attend_dp_acc *acc) {
@@ -705,8 +722,9 @@ attend64_dp_chunk(const __m512bh *qb, const bf16_t *k, long ld_k, const bf16_t *
     __m512 lo = _mm512_loadu_ps(sc + 2 * i), hi = _mm512_loadu_ps(sc + 2 * i + 16);
     _mm512_store_si512((void *)(pp + i), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
   }
-  __m512 a0 = acc->a[0], a1 = acc->a[1], a2 = acc->a[2], a3 = acc->a[3];
-  __m512 b0 = acc->a[4], b1 = acc->a[5], b2 = acc->a[6], b3 = acc->a[7];
+  __m512 a[8]; /* even key pairs into 0-3, odd into 4-7: two chains per output */
+  for (int c = 0; c < 8; c++)
+    a[c] = acc->a[c];
   int i = 0;
   for (; 2 * i + 2 <= nb; i++) {
     long r = (long)(j0 + 2 * i) * ld_v;
@@ -719,31 +737,20 @@ attend64_dp_chunk(const __m512bh *qb, const bf16_t *k, long ld_k, const bf16_t *
     __m512i y0 = _mm512_loadu_si512((const void *)(v + r + ld_v)),
             y1 = _mm512_loadu_si512((const void *)(v + r + ld_v + 32));
     __m512bh pb = (__m512bh)_mm512_set1_epi32((int)pp[i]);
-    if (i & 1) {
-      b0 = _mm512_dpbf16_ps(b0, pb, (__m512bh)_mm512_unpacklo_epi16(x0, y0));
-      b1 = _mm512_dpbf16_ps(b1, pb, (__m512bh)_mm512_unpackhi_epi16(x0, y0));
-      b2 = _mm512_dpbf16_ps(b2, pb, (__m512bh)_mm512_unpacklo_epi16(x1, y1));
-      b3 = _mm512_dpbf16_ps(b3, pb, (__m512bh)_mm512_unpackhi_epi16(x1, y1));
-    } else {
-      a0 = _mm512_dpbf16_ps(a0, pb, (__m512bh)_mm512_unpacklo_epi16(x0, y0));
-      a1 = _mm512_dpbf16_ps(a1, pb, (__m512bh)_mm512_unpackhi_epi16(x0, y0));
-      a2 = _mm512_dpbf16_ps(a2, pb, (__m512bh)_mm512_unpacklo_epi16(x1, y1));
-      a3 = _mm512_dpbf16_ps(a3, pb, (__m512bh)_mm512_unpackhi_epi16(x1, y1));
-    }
+    if (i & 1)
+      dp4_rows(a + 4, pb, x0, x1, y0, y1);
+    else
+      dp4_rows(a, pb, x0, x1, y0, y1);
   }
   if (2 * i < nb) { /* the odd last key, its partner's probability is 0 */
     long r = (long)(j0 + 2 * i) * ld_v;
     __m512i x0 = _mm512_loadu_si512((const void *)(v + r)),
             x1 = _mm512_loadu_si512((const void *)(v + r + 32)), z = _mm512_setzero_si512();
-    __m512bh pb = (__m512bh)_mm512_set1_epi32((int)pp[i]);
-    a0 = _mm512_dpbf16_ps(a0, pb, (__m512bh)_mm512_unpacklo_epi16(x0, z));
-    a1 = _mm512_dpbf16_ps(a1, pb, (__m512bh)_mm512_unpackhi_epi16(x0, z));
-    a2 = _mm512_dpbf16_ps(a2, pb, (__m512bh)_mm512_unpacklo_epi16(x1, z));
-    a3 = _mm512_dpbf16_ps(a3, pb, (__m512bh)_mm512_unpackhi_epi16(x1, z));
+    dp4_rows(a, (__m512bh)_mm512_set1_epi32((int)pp[i]), x0, x1, z, z);
   }
   acc->m = nm;
-  acc->a[0] = a0, acc->a[1] = a1, acc->a[2] = a2, acc->a[3] = a3;
-  acc->a[4] = b0, acc->a[5] = b1, acc->a[6] = b2, acc->a[7] = b3;
+  for (int c = 0; c < 8; c++)
+    acc->a[c] = a[c];
 }
 
 AVX512BF16 static void attend64_dp(const float *q, long ld_q, int nq, const bf16_t *k, long ld_k,
@@ -895,27 +902,11 @@ pk_pv(const uint32_t *pp0, const uint32_t *pp1, const bf16_t *Vc, int np, attend
     __m512bh p = (__m512bh)_mm512_set1_epi32((int)pp0[i]);
     __m512bh r = a1 ? (__m512bh)_mm512_set1_epi32((int)pp1[i]) : p;
     if ((i & 1) == 0) {
-      x[0] = _mm512_dpbf16_ps(x[0], p, v0);
-      x[1] = _mm512_dpbf16_ps(x[1], p, v1);
-      x[2] = _mm512_dpbf16_ps(x[2], p, v2);
-      x[3] = _mm512_dpbf16_ps(x[3], p, v3);
-      if (a1) {
-        y[0] = _mm512_dpbf16_ps(y[0], r, v0);
-        y[1] = _mm512_dpbf16_ps(y[1], r, v1);
-        y[2] = _mm512_dpbf16_ps(y[2], r, v2);
-        y[3] = _mm512_dpbf16_ps(y[3], r, v3);
-      }
+      dp4(x, p, v0, v1, v2, v3);
+      if (a1) dp4(y, r, v0, v1, v2, v3);
     } else {
-      x[4] = _mm512_dpbf16_ps(x[4], p, v0);
-      x[5] = _mm512_dpbf16_ps(x[5], p, v1);
-      x[6] = _mm512_dpbf16_ps(x[6], p, v2);
-      x[7] = _mm512_dpbf16_ps(x[7], p, v3);
-      if (a1) {
-        y[4] = _mm512_dpbf16_ps(y[4], r, v0);
-        y[5] = _mm512_dpbf16_ps(y[5], r, v1);
-        y[6] = _mm512_dpbf16_ps(y[6], r, v2);
-        y[7] = _mm512_dpbf16_ps(y[7], r, v3);
-      }
+      dp4(x + 4, p, v0, v1, v2, v3);
+      if (a1) dp4(y + 4, r, v0, v1, v2, v3);
     }
   }
   for (int i = 0; i < 8; i++) {

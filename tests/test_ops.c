@@ -321,6 +321,28 @@ static void test_attention_batch(vs_ops *ref, vs_ops *fast, bool bf16) {
  * queries (infer/whisper.c), on the promise that grouping never changes a result: each query of
  * a group must come out bit for bit as it does alone, and agree with the reference. 13 queries
  * span more than one of the CPU backend's query groups. */
+/* Each query of a alone (n_q = 1, one attention each, in one batch) gives bit for bit what
+ * the grouped call wrote to grouped: how queries are grouped must never change a result. */
+static bool same_one_by_one(vs_ops *fast, const vs_attn_args *a, vs_ops_ws ws, const float *grouped,
+                            int width) {
+  GError *err = NULL;
+  int nq = a->n_q;
+  float *o1 = g_new0(float, (size_t)nq *width);
+  vs_attn_args *one = g_new(vs_attn_args, nq);
+  for (int i = 0; i < nq; i++) {
+    one[i] = *a;
+    one[i].n_q = 1;
+    one[i].q = a->q + (size_t)i * a->ld_q;
+    one[i].o = o1 + (size_t)i * width;
+    one[i].ld_o = width;
+  }
+  VS_GERROR_CHECK(fast->attention_batch(fast, one, nq, ws, &err), err);
+  bool same = memcmp(grouped, o1, sizeof(float) * nq * width) == 0;
+  g_free(one);
+  g_free(o1);
+  return same;
+}
+
 static void test_attention_grouped(vs_ops *ref, vs_ops *fast, bool bf16) {
   GError *err = NULL;
   enum { NQ = 13, H = 6, HD = 64, NKV = 1500 };
@@ -331,8 +353,7 @@ static void test_attention_grouped(vs_ops *ref, vs_ops *fast, bool bf16) {
   if (bf16)
     for (size_t i = 0; i < (size_t)2 * NKV * wd; i++)
       kvf[i] = vs_ops_bf16_to_f32(kvh[i]);
-  float *og = g_new0(float, (size_t)NQ *wd), *o1 = g_new0(float, (size_t)NQ *wd),
-        * or = g_new0(float, (size_t)NQ *wd);
+  float *og = g_new0(float, (size_t)NQ *wd), * or = g_new0(float, (size_t)NQ *wd);
   vs_attn_args a = {.q = q,
                     .ld_q = wd,
                     .ld_k = HD,
@@ -356,15 +377,7 @@ static void test_attention_grouped(vs_ops *ref, vs_ops *fast, bool bf16) {
   vs_ops_ws ws = ws_new(fast->attention_ws(fast, NQ, NKV, H, HD));
   a.o = og;
   VS_GERROR_CHECK(fast->attention(fast, &a, ws, &err), err);
-  vs_attn_args one[NQ];
-  for (int i = 0; i < NQ; i++) {
-    one[i] = a;
-    one[i].n_q = 1;
-    one[i].q = q + (size_t)i * wd;
-    one[i].o = o1 + (size_t)i * wd;
-  }
-  VS_GERROR_CHECK(fast->attention_batch(fast, one, NQ, ws, &err), err);
-  CHECK_MSG(memcmp(og, o1, sizeof(float) * NQ * wd) == 0,
+  CHECK_MSG(same_one_by_one(fast, &a, ws, og, wd),
             "attention grouped %s [%s]: a query's output depends on its group",
             bf16 ? "bf16-kv" : "fp32-kv", fast->name);
   double e = rel_err(og, or, (size_t)NQ * wd);
@@ -379,7 +392,6 @@ static void test_attention_grouped(vs_ops *ref, vs_ops *fast, bool bf16) {
   g_free(kvf);
   g_free(kvh);
   g_free(og);
-  g_free(o1);
   g_free(or);
 }
 
@@ -427,8 +439,7 @@ static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
     for (size_t qi = 0; qi < G_N_ELEMENTS(n_qs); qi++) {
       int nq = n_qs[qi];
       float *q = rand_buf((size_t)nq * WD, 2.0f);
-      float * or = g_new0(float, (size_t)nq *WD), *op = g_new0(float, (size_t)nq *WD),
-              *o1 = g_new0(float, (size_t)nq *WD);
+      float * or = g_new0(float, (size_t)nq *WD), *op = g_new0(float, (size_t)nq *WD);
       vs_attn_args a = {.q = q,
                         .k = kv,
                         .v = kv + WD,
@@ -448,15 +459,7 @@ static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
       a.o = op;
       vs_ops_ws ws = ws_new(fast->attention_ws(fast, nq, nkv, H, HD));
       VS_GERROR_CHECK(fast->attention(fast, &a, ws, &err), err);
-      vs_attn_args one[nq];
-      for (int i = 0; i < nq; i++) {
-        one[i] = a;
-        one[i].n_q = 1;
-        one[i].q = q + (size_t)i * WD;
-        one[i].o = o1 + (size_t)i * WD;
-      }
-      VS_GERROR_CHECK(fast->attention_batch(fast, one, nq, ws, &err), err);
-      CHECK_MSG(memcmp(op, o1, sizeof(float) * nq * WD) == 0,
+      CHECK_MSG(same_one_by_one(fast, &a, ws, op, WD),
                 "attention packed q=%d kv=%d [%s]: a query's output depends on its group", nq, nkv,
                 fast->name);
       double e = rel_err(op, or, (size_t)nq * WD), tol = tol_of(VS_OPS_BF16);
@@ -468,7 +471,6 @@ static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
       g_free(q);
       g_free(or);
       g_free(op);
-      g_free(o1);
     }
     g_free(packed);
     g_free(kv);
