@@ -1,5 +1,5 @@
 /* vs_bench_encoder: throughput of the Whisper encoder and of decoder steps on the CPU backend,
- * in fp32 and bf16, reported as time and GFLOP/s with the FLOP formulas of the reference sheet
+ * in fp32, bf16 and int8, reported as time and GFLOP/s with the FLOP formulas of the reference sheet
  * (2 per multiply-add; layer norms, softmax and elementwise work left out).
  *
  * usage: vs_bench_encoder [MODEL.h5] [--windows=N] [--steps=N] [--batch=N] [--threads=N]
@@ -43,11 +43,11 @@ static void bench(const vs_model *m, vs_precision prec, int n_windows, int n_ste
   prm.n_threads = threads;
   vs_whisper *w = vs_whisper_init(m, &prm, &err);
   if (!w) {
-    printf("%-5s: not available: %s\n", prec == VS_PRECISION_BF16 ? "bf16" : "fp32", err->message);
+    printf("%-5s: not available: %s\n", vs_precision_name(prec), err->message);
     g_clear_error(&err);
     return;
   }
-  const char *pname = vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32";
+  const char *pname = vs_precision_name(vs_whisper_precision(w));
   const vs_whisper_hparams *hp = vs_whisper_hparams_of(w);
   vs_whisper_state *st = vs_whisper_state_init(w, n_windows, batch, &err);
   VS_GERROR_CHECK(st, err);
@@ -130,6 +130,7 @@ int main(int argc, char **argv) {
          threads > 0 ? threads : omp_get_max_threads(), encoder_flop(hp) * 1e-9);
   bench(m, VS_PRECISION_FP32, windows, steps, batch, threads);
   bench(m, VS_PRECISION_BF16, windows, steps, batch, threads);
+  bench(m, VS_PRECISION_INT8, windows, steps, batch, threads);
   vs_model_free(m);
   g_free(def);
   return 0;

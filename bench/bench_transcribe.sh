@@ -40,7 +40,8 @@ usage: bench/bench_transcribe.sh [options]
   --fw-configs "LIST"  fp32 int8 batched-fp32 batched-int8 xfile-fp32 xfile-int8 [all of them]
                        (xfile-*: short corpus only, see README)
   --vs-modes "LIST"    [$vs_modes]
-  --vs-precision P     auto|fp32|bf16 [$vs_precision]
+  --vs-precision "LIST" auto|fp32|bf16|int8, one run each; rows other than auto are named
+                       vs-MODE-PRECISION [$vs_precision]
   --no-fallback        faster-whisper at temperature 0 only (default: its fallback schedule)
   --fw-model DIR       CTranslate2 tiny.en [$fw_model]
   --vs-model FILE      voxshard tiny.en [$vs_model]
@@ -228,9 +229,11 @@ for c in $corpora; do
       done
     fi
     if has "$engines" vs; then
+      for prec in $vs_precision; do
       for mode in $vs_modes; do
         name=vs-$mode
         [ "$mode" = batched ] && name=vs-batched$batch
+        [ "$prec" = auto ] || name=$name-$prec
         d=$out/$c/beam$beam/$name
         mkdir -p "$d"
         step="$c beam $beam $name"
@@ -240,7 +243,7 @@ for c in $corpora; do
         [ "$mode" = batched ] && vs_has --batch-size && args+=("--batch-size=$batch")
         vs_has --beam-size && args+=("--beam-size=$beam")
         vs_has --threads && args+=("--threads=$threads")
-        vs_has --precision && args+=("--precision=$vs_precision")
+        vs_has --precision && args+=("--precision=$prec")
         echo "$vs ${args[*]} ${man[$c]}" >"$d/command.txt"
         # Wall time of the whole process: start-up, model load, decode, transcription, writes.
         t0=$EPOCHREALTIME
@@ -255,8 +258,9 @@ for c in $corpora; do
         [ -s "$d/out/summary.json" ] && summary=$(cat "$d/out/summary.json")
         record corpus="\"$c\"" beam="$beam" engine='"voxshard"' config="\"$name\"" \
           audio_s="${audio_s[$c]}" \
-          timing="{\"wall_s\": $wall, \"threads\": $threads, \"precision\": \"$vs_precision\"}" \
+          timing="{\"wall_s\": $wall, \"threads\": $threads, \"precision\": \"$prec\"}" \
           summary="$summary" eval="\"$d/eval.json\""
+      done
       done
     fi
   done

@@ -173,7 +173,8 @@ static vs_ops_linear *get_linear(vs_whisper *w, const char *prefix, int n_out, i
   snprintf(name, sizeof name, "%s/bias", prefix);
   const float *b = tensor(w->model, name, 1, n_out, 0, 0, true, err);
   if (!b && err && *err) return NULL;
-  return w->ops->linear_prepare(w->ops, wt, b, n_out, k ? n_in * k : n_in, prefix, err);
+  return k ? w->ops->conv1d_prepare(w->ops, wt, b, n_out, n_in * k, prefix, err)
+           : w->ops->linear_prepare(w->ops, wt, b, n_out, n_in, prefix, err);
 }
 
 void vs_whisper_free(vs_whisper *w) {
@@ -268,7 +269,7 @@ vs_whisper *vs_whisper_init(const vs_model *model, const vs_whisper_params *para
   w->n_threads = params->n_threads;
   switch (params->backend) {
   case VS_BACKEND_REF:
-    if (params->precision == VS_PRECISION_BF16) {
+    if (params->precision == VS_PRECISION_BF16 || params->precision == VS_PRECISION_INT8) {
       g_free(w);
       VS_FAIL(err, VS_ERROR_UNSUPPORTED, NULL, "whisper: the reference backend is fp32 only");
     }
@@ -278,8 +279,11 @@ vs_whisper *vs_whisper_init(const vs_model *model, const vs_whisper_params *para
   case VS_BACKEND_CPU: {
     vs_ops_precision p = params->precision == VS_PRECISION_AUTO   ? vs_ops_cpu_auto_precision()
                          : params->precision == VS_PRECISION_BF16 ? VS_OPS_BF16
+                         : params->precision == VS_PRECISION_INT8 ? VS_OPS_INT8
                                                                   : VS_OPS_FP32;
-    w->precision = p == VS_OPS_BF16 ? VS_PRECISION_BF16 : VS_PRECISION_FP32;
+    w->precision = p == VS_OPS_BF16   ? VS_PRECISION_BF16
+                   : p == VS_OPS_INT8 ? VS_PRECISION_INT8
+                                      : VS_PRECISION_FP32;
     w->ops = vs_ops_cpu_new(p, err);
     break;
   }
@@ -302,6 +306,22 @@ vs_whisper *vs_whisper_init(const vs_model *model, const vs_whisper_params *para
 
 const vs_whisper_hparams *vs_whisper_hparams_of(const vs_whisper *w) {
   return &w->hp;
+}
+
+const char *vs_precision_name(vs_precision p) {
+  switch (p) {
+  case VS_PRECISION_AUTO: return "auto";
+  case VS_PRECISION_FP32: return "fp32";
+  case VS_PRECISION_BF16: return "bf16";
+  case VS_PRECISION_INT8: return "int8";
+  }
+  return "?";
+}
+
+int vs_precision_parse(const char *name) {
+  for (int p = VS_PRECISION_AUTO; p <= VS_PRECISION_INT8; p++)
+    if (name && !strcmp(name, vs_precision_name(p))) return p;
+  return -1;
 }
 
 vs_precision vs_whisper_precision(const vs_whisper *w) {
@@ -330,7 +350,7 @@ vs_whisper_state *vs_whisper_state_init(vs_whisper *w, int max_windows, int max_
   st->max_windows = max_windows;
   st->max_seqs = max_seqs;
   st->dec_rows = max_seqs > (int)tc ? max_seqs : (int)tc;
-  st->kv16 = w->precision == VS_PRECISION_BF16;
+  st->kv16 = w->precision == VS_PRECISION_BF16 || w->precision == VS_PRECISION_INT8;
   st->kv_elt = st->kv16 ? sizeof(unsigned short) : sizeof(float);
   size_t packed = o->kv_packed_bytes
                       ? o->kv_packed_bytes(o, (int)ta, hp->n_text_head, (int)dt / hp->n_text_head)
@@ -365,9 +385,10 @@ vs_whisper_state *vs_whisper_state_init(vs_whisper *w, int max_windows, int max_
   size_t ws = 0;
   ws = max_sz(ws, o->conv1d_ws(o, hp->n_mels, 2 * (int)ta, 1));
   ws = max_sz(ws, o->conv1d_ws(o, (int)da, 2 * (int)ta, 2));
-  ws = max_sz(ws, o->linear_ws(o, (int)ta, 4 * (int)da));
+  /* widest input 4d (fc2), widest accumulated output d (out, fc2) */
+  ws = max_sz(ws, o->linear_ws(o, (int)ta, 4 * (int)da, (int)da));
   ws = max_sz(ws, o->attention_ws(o, (int)ta, (int)ta, ha, (int)da / ha));
-  ws = max_sz(ws, o->linear_ws(o, (int)dr, 4 * (int)dt));
+  ws = max_sz(ws, o->linear_ws(o, (int)dr, 4 * (int)dt, (int)dt));
   ws = max_sz(ws, o->attention_ws(o, (int)tc, (int)tc, ht, (int)dt / ht));
   ws = max_sz(ws, o->attention_ws(o, (int)tc, (int)ta, ht, (int)dt / ht));
   const arena_field wsf[] = {{"ws", ws, &st->ws.ptr}};

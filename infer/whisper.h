@@ -15,8 +15,18 @@
 #include <stdbool.h>
 
 typedef enum { VS_BACKEND_REF = 0, VS_BACKEND_CPU = 1, VS_BACKEND_CUDA = 2 } vs_backend_kind;
-/* auto: bf16 where the CPU has native bf16 (AVX512-BF16 or AMX), else fp32. */
-typedef enum { VS_PRECISION_AUTO = 0, VS_PRECISION_FP32 = 1, VS_PRECISION_BF16 = 2 } vs_precision;
+/* auto: bf16 where the CPU has native bf16 (AVX512-BF16 or AMX), else fp32. int8: CTranslate2's
+ * int8 for the linears (kernels/ops.h), CPU backend only, asked for by name. */
+typedef enum {
+  VS_PRECISION_AUTO = 0,
+  VS_PRECISION_FP32 = 1,
+  VS_PRECISION_BF16 = 2,
+  VS_PRECISION_INT8 = 3
+} vs_precision;
+
+/* "auto", "fp32", "bf16", "int8"; and back (-1 for an unknown name). */
+const char *vs_precision_name(vs_precision p);
+int vs_precision_parse(const char *name);
 
 typedef struct {
   vs_backend_kind backend;

@@ -9,6 +9,7 @@
  */
 #include "log.h"
 #include "ops.h"
+#include "vecmath.h"
 #include "vs_error.h"
 
 #include <dnnl.h>
@@ -20,10 +21,19 @@
 
 typedef unsigned short bf16_t;
 
+#define VS_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+
 typedef struct {
   vs_ops base; /* first, so a vs_ops * is a cpu_ops * */
   dnnl_engine_t engine;
-  dnnl_data_type_t dt; /* matmul input type: f32 or bf16 */
+  dnnl_data_type_t dt; /* linears' matmul input type: f32, bf16, or u8 (int8 precision) */
+  dnnl_data_type_t attn_dt; /* attention's matmuls: bf16 in bf16, else f32 (as CTranslate2) */
+  /* int8: largest |quantised weight|. 127 where oneDNN's u8 x s8 products accumulate exactly
+   * (VNNI); 64 where they pass through vpmaddubsw's saturating 16-bit pair sums (AVX2, AVX-512
+   * without VNNI), which 2 x 255 x 64 < 2^15 never reaches. Weights, not activations, lose the
+   * bit: activations have outlier channels and need the range more (measured: 7-bit weights
+   * gave a lower WER than 7-bit activations on the long benchmark corpus). Probed. */
+  int w_max;
   GMutex lock;         /* guards prims */
   GHashTable *prims;   /* "kind:shape" -> cpu_prim *, attention matmuls */
 } cpu_ops;
@@ -36,9 +46,12 @@ typedef struct {
 struct vs_ops_linear {
   int n_out, n_in;
   char *what;
+  dnnl_data_type_t dt;     /* input type of this linear's matmul (convs stay f32 in int8) */
   dnnl_memory_desc_t w_md; /* packed layout chosen by oneDNN, [n_in][n_out] logical */
-  void *w;                 /* host, packed weights (f32 or bf16) */
+  void *w;                 /* host, packed weights (f32, bf16 or s8) */
   float *b;                /* host [n_out] or NULL */
+  float *w_inv;            /* int8: host [n_out], 1 / (127 / amax of the weight row) */
+  int32_t *comp;           /* int8: host [n_out], shift * sum of the row's int8 weights */
   GMutex lock;             /* guards prims */
   GHashTable *prims;       /* (m << 2 | flags) -> cpu_prim * */
 };
@@ -51,7 +64,7 @@ struct vs_ops_linear {
   } while (0)
 
 static size_t dt_size(dnnl_data_type_t dt) {
-  return dt == dnnl_bf16 ? 2 : 4;
+  return dt == dnnl_bf16 ? 2 : dt == dnnl_u8 || dt == dnnl_s8 ? 1 : 4;
 }
 
 static void prim_free(gpointer p) {
@@ -105,29 +118,7 @@ static bool prim_run(cpu_ops *c, const cpu_prim *cp, int n, const int *args, voi
 
 /* ---- elementwise helpers ---------------------------------------------------------------- */
 
-/* expf for the softmax: Cody-Waite range reduction and a degree-6 polynomial (about 2 ulp),
- * branch-free so that the compiler vectorises the loops calling it; libm's expf is a call per
- * element and dominated the encoder's softmax. */
-static inline float fast_expf(float x0) {
-  float x = x0 < -87.0f ? -87.0f : (x0 > 88.0f ? 88.0f : x0);
-  float n = __builtin_rintf(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int e = (int)n + 127;
-  unsigned int bits = (unsigned int)e << 23;
-  float scale;
-  memcpy(&scale, &bits, 4);
-  return x0 < -87.0f ? 0.0f : p * scale; /* underflow, and -inf from masking, give 0 */
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+__attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"))) static void
 to_bf16_rows(const float *x, bf16_t *y, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 16384)
   for (size_t i = 0; i < n; i++) {
@@ -146,7 +137,7 @@ static inline bf16_t bf16_1(float f) {
 }
 
 /* Serial conversion of one row, for use inside parallel loops. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+__attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"))) static void
 row_to_bf16(const float *x, bf16_t *y, int n) {
 #pragma omp simd
   for (int i = 0; i < n; i++)
@@ -159,17 +150,22 @@ row_to_bf16(const float *x, bf16_t *y, int n) {
  * FLOPs); other row counts reuse the layout. */
 enum { PACK_M = 1500 };
 
+/* dt u8: u8 activations x s8 weights -> s32 sums, no bias (the int8 epilogue adds it). */
 static bool matmul_desc(dnnl_matmul_desc_t *d, int m, int k, int n, dnnl_data_type_t dt,
                         const dnnl_memory_desc_t *w_md, bool bias, GError **err) {
   dnnl_memory_desc_t src, w, b, dst;
+  bool q = dt == dnnl_u8;
   DN(dnnl_memory_desc_init_by_tag(&src, 2, (dnnl_dims_t){m, k}, dt, dnnl_ab), err, false);
   if (w_md)
     w = *w_md;
   else
-    DN(dnnl_memory_desc_init_by_tag(&w, 2, (dnnl_dims_t){k, n}, dt, dnnl_format_tag_any), err,
-       false);
+    DN(dnnl_memory_desc_init_by_tag(&w, 2, (dnnl_dims_t){k, n}, q ? dnnl_s8 : dt,
+                                    dnnl_format_tag_any),
+       err, false);
   DN(dnnl_memory_desc_init_by_tag(&b, 2, (dnnl_dims_t){1, n}, dnnl_f32, dnnl_ab), err, false);
-  DN(dnnl_memory_desc_init_by_tag(&dst, 2, (dnnl_dims_t){m, n}, dnnl_f32, dnnl_ab), err, false);
+  DN(dnnl_memory_desc_init_by_tag(&dst, 2, (dnnl_dims_t){m, n}, q ? dnnl_s32 : dnnl_f32, dnnl_ab),
+     err, false);
+  bias = bias && !q;
   DN(dnnl_matmul_desc_init(d, &src, &w, bias ? &b : NULL, &dst), err, false);
   return true;
 }
@@ -182,7 +178,8 @@ static cpu_prim *linear_prim(cpu_ops *c, vs_ops_linear *l, int m, unsigned flags
     dnnl_matmul_desc_t d;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    bool ok = matmul_desc(&d, m, l->n_in, l->n_out, c->dt, &l->w_md, l->b != NULL, err);
+    bool ok = matmul_desc(&d, m, l->n_in, l->n_out, l->dt, &l->w_md, l->b != NULL, err);
+    if (l->dt == dnnl_u8) flags = 0; /* the int8 epilogue applies them */
     if (ok && flags) {
       dnnl_primitive_attr_create(&attr);
       dnnl_post_ops_create(&po);
@@ -212,18 +209,46 @@ static void cpu_linear_free(vs_ops *ops, vs_ops_linear *l) {
   g_mutex_clear(&l->lock);
   g_free(l->w);
   g_free(l->b);
+  g_free(l->w_inv);
+  g_free(l->comp);
   g_free(l->what);
   g_free(l);
 }
 
-static vs_ops_linear *cpu_linear_prepare(vs_ops *ops, const float *w, const float *b, int n_out,
-                                         int n_in, const char *what, GError **err) {
-  cpu_ops *c = (cpu_ops *)ops;
+/* int8 weights as CTranslate2 makes them: per output row, scale 127 / amax (w_max / amax),
+ * round to nearest even. Returns the [n_out][n_in] int8 copy; w_inv and comp of l are filled. */
+static int8_t *quantize_weight(cpu_ops *c, vs_ops_linear *l, const float *w) {
+  int8_t *q = g_malloc((size_t)l->n_out * l->n_in);
+  l->w_inv = g_new(float, l->n_out);
+  l->comp = g_new(int32_t, l->n_out);
+  for (int o = 0; o < l->n_out; o++) {
+    const float *wr = w + (size_t)o * l->n_in;
+    float amax = 0;
+    for (int k = 0; k < l->n_in; k++)
+      amax = fmaxf(amax, fabsf(wr[k]));
+    float scale = amax != 0.0f ? (float)c->w_max / amax : 1.0f;
+    int32_t sum = 0;
+    for (int k = 0; k < l->n_in; k++) {
+      int8_t v = (int8_t)nearbyintf(wr[k] * scale);
+      q[(size_t)o * l->n_in + k] = v;
+      sum += v;
+    }
+    l->w_inv[o] = 1.0f / scale;
+    /* activations arrive shifted to u8 by 128: remove that shift times the row sum */
+    l->comp[o] = 128 * sum;
+  }
+  return q;
+}
+
+static vs_ops_linear *prepare_as(cpu_ops *c, dnnl_data_type_t dt, const float *w, const float *b,
+                                 int n_out, int n_in, const char *what, GError **err) {
+  vs_ops *ops = &c->base;
   if (!w || n_out <= 0 || n_in <= 0)
     VS_FAIL(err, VS_ERROR_INTERNAL, NULL, "%s: bad linear weight %dx%d", what, n_out, n_in);
   vs_ops_linear *l = g_new0(vs_ops_linear, 1);
   l->n_out = n_out;
   l->n_in = n_in;
+  l->dt = dt;
   l->what = g_strdup(what);
   g_mutex_init(&l->lock);
   l->prims = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, prim_free);
@@ -234,12 +259,16 @@ static vs_ops_linear *cpu_linear_prepare(vs_ops *ops, const float *w, const floa
   dnnl_matmul_desc_t d;
   cpu_prim *probe = NULL, *reorder = NULL;
   dnnl_memory_desc_t user_md;
-  bool ok = matmul_desc(&d, PACK_M, n_in, n_out, c->dt, NULL, b != NULL, err);
+  const void *user_w = w;
+  int8_t *wq = NULL;
+  if (dt == dnnl_u8) user_w = wq = quantize_weight(c, l, w);
+  bool ok = matmul_desc(&d, PACK_M, n_in, n_out, dt, NULL, b != NULL, err);
   if (ok) ok = (probe = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, what, err)) != NULL;
   if (ok) {
     l->w_md = *dnnl_primitive_desc_query_md(probe->pd, dnnl_query_weights_md, 0);
     l->w = g_malloc(dnnl_memory_desc_get_size(&l->w_md));
-    ok = dnnl_memory_desc_init_by_strides(&user_md, 2, (dnnl_dims_t){n_in, n_out}, dnnl_f32,
+    ok = dnnl_memory_desc_init_by_strides(&user_md, 2, (dnnl_dims_t){n_in, n_out},
+                                          wq ? dnnl_s8 : dnnl_f32,
                                           (dnnl_dims_t){1, n_in}) == dnnl_success;
     if (!ok) g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "%s: weight descriptor", what);
   }
@@ -255,8 +284,9 @@ static vs_ops_linear *cpu_linear_prepare(vs_ops *ops, const float *w, const floa
     }
   }
   if (ok)
-    ok = prim_run(c, reorder, 2, (int[]){DNNL_ARG_FROM, DNNL_ARG_TO}, (void *[]){(void *)w, l->w},
-                  err);
+    ok = prim_run(c, reorder, 2, (int[]){DNNL_ARG_FROM, DNNL_ARG_TO},
+                  (void *[]){(void *)user_w, l->w}, err);
+  g_free(wq);
   prim_free(probe);
   prim_free(reorder);
   if (!ok) {
@@ -266,9 +296,129 @@ static vs_ops_linear *cpu_linear_prepare(vs_ops *ops, const float *w, const floa
   return l;
 }
 
-static size_t cpu_linear_ws(const vs_ops *ops, int m, int n_in) {
-  const cpu_ops *c = (const cpu_ops *)ops;
-  return c->dt == dnnl_bf16 ? (size_t)m * n_in * sizeof(bf16_t) : 0;
+static vs_ops_linear *cpu_linear_prepare(vs_ops *ops, const float *w, const float *b, int n_out,
+                                         int n_in, const char *what, GError **err) {
+  cpu_ops *c = (cpu_ops *)ops;
+  return prepare_as(c, c->dt, w, b, n_out, n_in, what, err);
+}
+
+/* Convs keep fp32 in int8 precision, as in CTranslate2 (its oneDNN build does not quantise
+ * them): the stem sees the log-mel directly and is a small share of the work. */
+static dnnl_data_type_t conv_dt(const cpu_ops *c) {
+  return c->dt == dnnl_u8 ? dnnl_f32 : c->dt;
+}
+
+static vs_ops_linear *cpu_conv1d_prepare(vs_ops *ops, const float *w, const float *b, int n_out,
+                                         int n_in, const char *what, GError **err) {
+  cpu_ops *c = (cpu_ops *)ops;
+  return prepare_as(c, conv_dt(c), w, b, n_out, n_in, what, err);
+}
+
+static size_t align64(size_t n) {
+  return (n + 63) & ~(size_t)63;
+}
+
+static size_t ws_for(dnnl_data_type_t dt, int m, int n_in, int n_out_accum) {
+  if (dt == dnnl_bf16) return (size_t)m * n_in * sizeof(bf16_t);
+  if (dt == dnnl_u8) /* u8 rows, their scales, s32 sums where y holds the residual */
+    return align64((size_t)m * n_in) + align64((size_t)m * sizeof(float)) +
+           (size_t)m * n_out_accum * sizeof(int32_t);
+  return 0;
+}
+
+static size_t cpu_linear_ws(const vs_ops *ops, int m, int n_in, int n_out_accum) {
+  return ws_for(((const cpu_ops *)ops)->dt, m, n_in, n_out_accum);
+}
+
+/* Per row: scale = 127 / amax, q = round-to-nearest-even(x * scale) shifted by 128 into u8
+ * (CTranslate2's rule for oneDNN); inv[i] = 1 / scale. */
+VS_CLONES static void quantize_rows(const float *x, int m, int n, uint8_t *q, float *inv) {
+#pragma omp parallel for schedule(static) if (m > 4)
+  for (int i = 0; i < m; i++) {
+    const float *xr = x + (size_t)i * n;
+    float amax = 0;
+#pragma omp simd reduction(max : amax)
+    for (int k = 0; k < n; k++) {
+      float a = xr[k] < 0 ? -xr[k] : xr[k];
+      amax = a > amax ? a : amax;
+    }
+    float scale = amax != 0.0f ? 127.0f / amax : 1.0f;
+    uint8_t *qr = q + (size_t)i * n;
+#pragma omp simd
+    for (int k = 0; k < n; k++)
+      /* the 1.5 * 2^23 trick rounds to nearest even, and vectorises where nearbyintf does not */
+      qr[k] = (uint8_t)(int)((xr[k] * scale + 12582912.0f) - 12582912.0f + 128.0f);
+    inv[i] = 1.0f / scale;
+  }
+}
+
+typedef int32_t __attribute__((may_alias)) s32_alias;
+typedef float __attribute__((may_alias)) f32_alias;
+
+/* y = (sums - comp) / (activation scale x weight scale) + bias, then GELU or += into y. sums
+ * may be y itself (s32 written where the floats go). */
+VS_CLONES static void dequantize_rows(const s32_alias *sums, const vs_ops_linear *l, int m,
+                                      const float *inv, unsigned flags, f32_alias *y) {
+  int n = l->n_out;
+#pragma omp parallel for schedule(static) if ((size_t)m * n > 16384)
+  for (int i = 0; i < m; i++) {
+    const s32_alias *sr = sums + (size_t)i * n;
+    f32_alias *yr = y + (size_t)i * n;
+    float a = inv[i];
+    if (flags & VS_LINEAR_ACCUM) {
+#pragma omp simd
+      for (int o = 0; o < n; o++)
+        yr[o] += (float)(sr[o] - l->comp[o]) * a * l->w_inv[o] + (l->b ? l->b[o] : 0.0f);
+    } else {
+#pragma omp simd
+      for (int o = 0; o < n; o++)
+        yr[o] = (float)(sr[o] - l->comp[o]) * a * l->w_inv[o] + (l->b ? l->b[o] : 0.0f);
+    }
+  }
+}
+
+static bool gelu_inplace(cpu_ops *c, float *y, size_t n, GError **err) {
+  char *key = g_strdup_printf("gelu:%zu", n);
+  g_mutex_lock(&c->lock);
+  cpu_prim *cp = g_hash_table_lookup(c->prims, key);
+  if (!cp) {
+    dnnl_memory_desc_t md;
+    dnnl_eltwise_desc_t d;
+    if (dnnl_memory_desc_init_by_tag(&md, 1, (dnnl_dims_t){(dnnl_dim_t)n}, dnnl_f32, dnnl_a) !=
+            dnnl_success ||
+        dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, dnnl_eltwise_gelu_erf, &md, 0,
+                                       0) != dnnl_success)
+      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "oneDNN: GELU descriptor %s", key);
+    else
+      cp = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, key, err);
+    if (cp) {
+      g_hash_table_insert(c->prims, key, cp);
+      key = NULL;
+    }
+  }
+  g_mutex_unlock(&c->lock);
+  g_free(key);
+  return cp && prim_run(c, cp, 2, (int[]){DNNL_ARG_SRC, DNNL_ARG_DST}, (void *[]){y, y}, err);
+}
+
+static bool linear_int8(cpu_ops *c, vs_ops_linear *l, const float *x, int m, float *y,
+                        unsigned flags, vs_ops_ws ws, GError **err) {
+  bool accum = flags & VS_LINEAR_ACCUM;
+  size_t need = ws_for(dnnl_u8, m, l->n_in, accum ? l->n_out : 0);
+  if (ws.bytes < need)
+    VS_FAIL(err, VS_ERROR_INTERNAL, false, "linear %s: workspace %zu < %zu bytes", l->what,
+            ws.bytes, need);
+  uint8_t *q = ws.ptr;
+  float *inv = (float *)((char *)ws.ptr + align64((size_t)m * l->n_in));
+  void *sums = accum ? (char *)inv + align64((size_t)m * sizeof(float)) : (void *)y;
+  quantize_rows(x, m, l->n_in, q, inv);
+  cpu_prim *cp = linear_prim(c, l, m, 0, err);
+  if (!cp) return false;
+  if (!prim_run(c, cp, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                (void *[]){q, l->w, sums}, err))
+    return false;
+  dequantize_rows(sums, l, m, inv, flags, y);
+  return !(flags & VS_LINEAR_GELU) || gelu_inplace(c, y, (size_t)m * l->n_out, err);
 }
 
 static bool cpu_linear(vs_ops *ops, const vs_ops_linear *lc, const float *x, int m, float *y,
@@ -276,9 +426,10 @@ static bool cpu_linear(vs_ops *ops, const vs_ops_linear *lc, const float *x, int
   cpu_ops *c = (cpu_ops *)ops;
   vs_ops_linear *l = (vs_ops_linear *)lc; /* only its primitive cache changes */
   if (m <= 0) return true;
+  if (l->dt == dnnl_u8) return linear_int8(c, l, x, m, y, flags, ws, err);
   const void *src = x;
-  if (c->dt == dnnl_bf16) {
-    size_t need = cpu_linear_ws(ops, m, l->n_in);
+  if (l->dt == dnnl_bf16) {
+    size_t need = ws_for(l->dt, m, l->n_in, 0);
     if (ws.bytes < need)
       VS_FAIL(err, VS_ERROR_INTERNAL, false, "linear %s: workspace %zu < %zu bytes", l->what,
               ws.bytes, need);
@@ -299,8 +450,7 @@ static bool cpu_linear(vs_ops *ops, const vs_ops_linear *lc, const float *x, int
 static size_t cpu_conv1d_ws(const vs_ops *ops, int c_in, int t_in, int stride) {
   int t_out = (t_in - 1) / stride + 1;
   size_t col = (size_t)t_out * c_in * 3 * sizeof(float);
-  col = (col + 63) & ~(size_t)63;
-  return col + cpu_linear_ws(ops, t_out, c_in * 3);
+  return align64(col) + ws_for(conv_dt((const cpu_ops *)ops), t_out, c_in * 3, 0);
 }
 
 static bool cpu_conv1d(vs_ops *ops, const vs_ops_linear *w, const float *x, int c_in, int t_in,
@@ -330,7 +480,6 @@ static bool cpu_conv1d(vs_ops *ops, const vs_ops_linear *w, const float *x, int 
 
 /* ---- row ops ----------------------------------------------------------------------------- */
 
-#define VS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 VS_CLONES static void ln_row(const float *xr, int d, const float *g, const float *b, float *yr) {
   float s = 0;
@@ -366,10 +515,36 @@ static void cpu_add(vs_ops *ops, float *y, const float *x, size_t n) {
     y[i] += x[i];
 }
 
+__attribute__((target("avx2,fma"))) static void softmax_row_avx2(float *x, int n, int lim,
+                                                                  float scale) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int j = 0; j < lim; j++)
+    mx = x[j] > mx ? x[j] : mx;
+  __m256 vmx = _mm256_set1_ps(mx), vsc = _mm256_set1_ps(scale), acc = _mm256_setzero_ps();
+  int j = 0;
+  for (; j + 8 <= lim; j += 8) {
+    __m256 e = vs_vec_exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), vmx), vsc));
+    _mm256_storeu_ps(x + j, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float s = vs_vec_hsum8(acc);
+  for (; j < lim; j++) {
+    x[j] = vs_vec_expf((x[j] - mx) * scale);
+    s += x[j];
+  }
+  float inv = 1.0f / s;
+#pragma omp simd
+  for (int k = 0; k < lim; k++)
+    x[k] *= inv;
+  for (int k = lim; k < n; k++)
+    x[k] = 0.0f;
+}
+
 /* Softmax of x[0..n) scaled by `scale`, entries at or after `lim` masked to zero. The simd
  * reductions let the compiler reassociate the max and the sum (vectorising them); the clones
  * give it 512-bit registers where the CPU has them without building for one CPU. */
-VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
+VS_CLONES static void softmax_row_generic(float *x, int n, int lim, float scale) {
   float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int j = 0; j < lim; j++)
@@ -377,7 +552,7 @@ VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
   float s = 0;
 #pragma omp simd reduction(+ : s)
   for (int j = 0; j < lim; j++) {
-    x[j] = fast_expf((x[j] - mx) * scale);
+    x[j] = vs_vec_expf((x[j] - mx) * scale);
     s += x[j];
   }
   float inv = 1.0f / s;
@@ -386,6 +561,13 @@ VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
     x[j] *= inv;
   for (int j = lim; j < n; j++)
     x[j] = 0.0f;
+}
+
+static void softmax_row(float *x, int n, int lim, float scale) {
+  if (vs_vec_use_exp8())
+    softmax_row_avx2(x, n, lim, scale);
+  else
+    softmax_row_generic(x, n, lim, scale);
 }
 
 static void cpu_softmax(vs_ops *ops, float *x, int m, int n) {
@@ -416,7 +598,7 @@ static inline float kv_at(const float *x, const bf16_t *x16, long i) {
 }
 
 /* Any head width, any ISA: the fallback. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+__attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"))) static void
 attend_row(const float *q, const float *k, const bf16_t *k16, long ld_k, const float *v,
            const bf16_t *v16, long ld_v, int n, int hd, float scale, float *o) {
   float acc[hd], sc[KV_CHUNK];
@@ -446,12 +628,12 @@ attend_row(const float *q, const float *k, const bf16_t *k16, long ld_k, const f
       bm = fmaxf(bm, sc[j]);
     }
     float nm = fmaxf(m, bm);
-    float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+    float corr = m == -INFINITY ? 0.0f : vs_vec_expf(m - nm);
     l *= corr;
     for (int c = 0; c < hd; c++)
       acc[c] *= corr;
     for (int j = 0; j < nb; j++) {
-      float p = fast_expf(sc[j] - nm);
+      float p = vs_vec_expf(sc[j] - nm);
       l += p;
       long r = (long)(j0 + j) * ld_v;
       if (!v16)
@@ -554,7 +736,7 @@ attend64_chunk(const __m512 *qv, const float *k, const bf16_t *k16, long ld_k, c
     bm = fmaxf(bm, sc[j]);
   }
   float nm = fmaxf(m, bm);
-  float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+  float corr = m == -INFINITY ? 0.0f : vs_vec_expf(m - nm);
   __m512 vc = _mm512_set1_ps(corr);
   a0 = _mm512_mul_ps(a0, vc), a1 = _mm512_mul_ps(a1, vc), a2 = _mm512_mul_ps(a2, vc);
   a3 = _mm512_mul_ps(a3, vc), b0 = _mm512_mul_ps(b0, vc), b1 = _mm512_mul_ps(b1, vc);
@@ -562,7 +744,7 @@ attend64_chunk(const __m512 *qv, const float *k, const bf16_t *k16, long ld_k, c
   float ls = 0;
 #pragma omp simd reduction(+ : ls)
   for (int jj = 0; jj < nb; jj++) {
-    sc[jj] = fast_expf(sc[jj] - nm);
+    sc[jj] = vs_vec_expf(sc[jj] - nm);
     ls += sc[jj];
   }
   acc->l = acc->l * corr + ls;
@@ -704,14 +886,14 @@ attend64_dp_chunk(const __m512bh *qb, const bf16_t *k, long ld_k, const bf16_t *
     bm = fmaxf(bm, sc[j]);
   }
   float nm = fmaxf(m, bm);
-  float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+  float corr = m == -INFINITY ? 0.0f : vs_vec_expf(m - nm);
   __m512 vc = _mm512_set1_ps(corr);
   for (int i = 0; i < 8; i++)
     acc->a[i] = _mm512_mul_ps(acc->a[i], vc);
   float ls = 0;
 #pragma omp simd reduction(+ : ls)
   for (int jj = 0; jj < nb; jj++) {
-    sc[jj] = fast_expf(sc[jj] - nm);
+    sc[jj] = vs_vec_expf(sc[jj] - nm);
     ls += sc[jj];
   }
   acc->l = acc->l * corr + ls;
@@ -792,7 +974,7 @@ AVX512BF16 static void attend64_dp(const float *q, long ld_q, int nq, const bf16
   }
 }
 
-static bool have_avx512, have_avx512bf16;
+static bool have_avx512, have_avx512bf16, have_avx2_fma;
 
 /* ---- packed cross-attention K/V -------------------------------------------------------------
  * Whisper's cross-attention keys are written once per window and read by every decoder step of
@@ -949,14 +1131,14 @@ AVX512BF16 static void attend64_pk(const float *q, long ld_q, int nq, const bf16
                                   _mm512_load_ps(sc + j));
       float m = acc[g].m, bm = _mm512_reduce_max_ps(vmax);
       float nm = m > bm ? m : bm;
-      float corr = m == -INFINITY ? 0.0f : fast_expf(m - nm);
+      float corr = m == -INFINITY ? 0.0f : vs_vec_expf(m - nm);
       __m512 vc = _mm512_set1_ps(corr);
       for (int i = 0; i < 8; i++)
         acc[g].a[i] = _mm512_mul_ps(acc[g].a[i], vc);
       float ls = 0;
 #pragma omp simd reduction(+ : ls)
       for (int j = 0; j < nb; j++) {
-        sc[j] = fast_expf(sc[j] - nm);
+        sc[j] = vs_vec_expf(sc[j] - nm);
         ls += sc[j];
       }
       for (int j = nb; j < ((nblk * PK_BLOCK + 31) & ~31); j++) /* padded keys weigh nothing */
@@ -984,6 +1166,94 @@ AVX512BF16 static void attend64_pk(const float *q, long ld_q, int nq, const bf16
 }
 
 /* Queries per work item: causal queries see different key counts, so they go one by one. */
+/* Head width 64 with AVX2 (no AVX-512): too few registers to hold several queries, so the
+ * group's queries take turns on each chunk of keys while the chunk is still in cache (K and V
+ * are read from memory once per group, as in the AVX-512 kernels); q lives in eight registers,
+ * four keys' scores are reduced together, the output accumulates in eight registers. */
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline __m256 ld8(const float *x, const bf16_t *x16, long i) {
+  if (!x16) return _mm256_loadu_ps(x + i);
+  __m128i h = _mm_loadu_si128((const __m128i *)(x16 + i));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k,
+                               const bf16_t *k16, long ld_k, const float *v, const bf16_t *v16,
+                               long ld_v, int n, float scale, float *o, long ld_o) {
+  float acc[ATTEND_GROUP][64] __attribute__((aligned(32)));
+  float mx[ATTEND_GROUP], sum[ATTEND_GROUP], sc[KV_CHUNK];
+  for (int i = 0; i < nq; i++) {
+    memset(acc[i], 0, sizeof acc[i]);
+    mx[i] = -INFINITY;
+    sum[i] = 0;
+  }
+  for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
+    int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    for (int i = 0; i < nq; i++) {
+      __m256 qv[8];
+      for (int c = 0; c < 8; c++)
+        qv[c] = _mm256_mul_ps(_mm256_loadu_ps(q + (size_t)i * ld_q + 8 * c),
+                              _mm256_set1_ps(scale));
+      int j = 0;
+      for (; j + 4 <= nb; j += 4) {
+        __m256 s4[4];
+        for (int u = 0; u < 4; u++) {
+          long r = (long)(j0 + j + u) * ld_k;
+          __m256 a = _mm256_mul_ps(qv[0], ld8(k, k16, r));
+          for (int c = 1; c < 8; c++)
+            a = _mm256_fmadd_ps(qv[c], ld8(k, k16, r + 8 * c), a);
+          s4[u] = a;
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s4[0], s4[1]), _mm256_hadd_ps(s4[2], s4[3]));
+        _mm_storeu_ps(sc + j, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+      }
+      for (; j < nb; j++) {
+        long r = (long)(j0 + j) * ld_k;
+        __m256 a = _mm256_mul_ps(qv[0], ld8(k, k16, r));
+        for (int c = 1; c < 8; c++)
+          a = _mm256_fmadd_ps(qv[c], ld8(k, k16, r + 8 * c), a);
+        sc[j] = vs_vec_hsum8(a);
+      }
+      float bm = mx[i];
+      for (int t = 0; t < nb; t++)
+        bm = sc[t] > bm ? sc[t] : bm;
+      float corr = mx[i] == -INFINITY ? 0.0f : vs_vec_expf(mx[i] - bm);
+      mx[i] = bm;
+      __m256 vb = _mm256_set1_ps(bm), ls = _mm256_setzero_ps();
+      int t = 0;
+      for (; t + 8 <= nb; t += 8) {
+        __m256 e = vs_vec_exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), vb));
+        _mm256_storeu_ps(sc + t, e);
+        ls = _mm256_add_ps(ls, e);
+      }
+      float l = vs_vec_hsum8(ls);
+      for (; t < nb; t++) {
+        sc[t] = vs_vec_expf(sc[t] - bm);
+        l += sc[t];
+      }
+      sum[i] = sum[i] * corr + l;
+      __m256 av[8], cv = _mm256_set1_ps(corr);
+      for (int c = 0; c < 8; c++)
+        av[c] = _mm256_mul_ps(_mm256_load_ps(acc[i] + 8 * c), cv);
+      for (int jj = 0; jj < nb; jj++) {
+        __m256 pv = _mm256_set1_ps(sc[jj]);
+        long r = (long)(j0 + jj) * ld_v;
+        for (int c = 0; c < 8; c++)
+          av[c] = _mm256_fmadd_ps(pv, ld8(v, v16, r + 8 * c), av[c]);
+      }
+      for (int c = 0; c < 8; c++)
+        _mm256_store_ps(acc[i] + 8 * c, av[c]);
+    }
+  }
+  for (int i = 0; i < nq; i++) {
+    __m256 inv = _mm256_set1_ps(1.0f / sum[i]);
+    for (int c = 0; c < 8; c++)
+      _mm256_storeu_ps(o + (size_t)i * ld_o + 8 * c,
+                       _mm256_mul_ps(_mm256_load_ps(acc[i] + 8 * c), inv));
+  }
+}
+
 static int attend_group(const vs_attn_args *a) {
   return a->causal ? 1 : ATTEND_GROUP;
 }
@@ -1016,6 +1286,12 @@ static void attend_item(const vs_attn_args *a, int w, bool dp) {
                     a->ld_o);
     else
       attend64_f32(q, a->ld_q, nq, a->k + ko, a->ld_k, a->v + vo, a->ld_v, n, scale, o, a->ld_o);
+    return;
+  }
+  if (have_avx2_fma && hd == 64 && k16 == v16) {
+    int n = a->causal ? a->q_pos0 + i0 + 1 : a->n_kv; /* causal: nq == 1 */
+    attend64_avx2(q, a->ld_q, nq, k16 ? NULL : a->k + ko, k16 ? a->k16 + ko : NULL, a->ld_k,
+                  v16 ? NULL : a->v + vo, v16 ? a->v16 + vo : NULL, a->ld_v, n, scale, o, a->ld_o);
     return;
   }
   for (int i = i0; i < i0 + nq; i++) {
@@ -1062,7 +1338,7 @@ typedef struct {
 } attn_layout;
 
 static attn_layout attn_plan(const cpu_ops *c, int n_q, int n_kv, int n_head, int hd) {
-  size_t e = dt_size(c->dt);
+  size_t e = dt_size(c->attn_dt);
   int bq = attn_block(n_q, n_kv, n_head);
   attn_layout L;
   size_t off = 0;
@@ -1094,9 +1370,9 @@ static cpu_prim *bmm_prim(cpu_ops *c, int b, int m, int k, int n, dnnl_format_ta
   if (!cp) {
     dnnl_memory_desc_t a_md, b_md, d_md;
     dnnl_matmul_desc_t d;
-    bool ok = dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, c->dt, dnnl_abc) ==
+    bool ok = dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, c->attn_dt, dnnl_abc) ==
                   dnnl_success &&
-              dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, c->dt, b_tag) ==
+              dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, c->attn_dt, b_tag) ==
                   dnnl_success &&
               dnnl_memory_desc_init_by_tag(&d_md, 3, (dnnl_dims_t){b, m, n}, dnnl_f32, dnnl_abc) ==
                   dnnl_success &&
@@ -1229,15 +1505,51 @@ vs_ops_precision vs_ops_cpu_auto_precision(void) {
   return bf16 ? VS_OPS_BF16 : VS_OPS_FP32;
 }
 
+/* Whether oneDNN's u8 x s8 matmul sums exactly for the largest 8-bit operands (VNNI) or
+ * saturates pairs of products at 16 bits (vpmaddubsw on AVX2 and on AVX-512 without VNNI):
+ * then weights get 7 bits (w_max). Both a one-row and a many-row shape, as oneDNN may pick
+ * different kernels for them. */
+static bool probe_int8_exact(cpu_ops *c, int *w_max, GError **err) {
+  enum { K = 64, N = 16 };
+  static const int rows[] = {1, 64};
+  *w_max = 127;
+  for (size_t r = 0; r < G_N_ELEMENTS(rows); r++) {
+    int m = rows[r];
+    dnnl_matmul_desc_t d;
+    if (!matmul_desc(&d, m, K, N, dnnl_u8, NULL, false, err)) return false;
+    cpu_prim *cp = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, "int8 probe", err);
+    if (!cp) return false;
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(cp->pd, dnnl_query_weights_md, 0);
+    size_t wbytes = dnnl_memory_desc_get_size(wmd);
+    uint8_t *a = g_malloc((size_t)m * K);
+    int8_t *w = g_malloc(wbytes);
+    int32_t *y = g_new(int32_t, (size_t)m * N);
+    memset(a, 255, (size_t)m * K);
+    memset(w, 127, wbytes); /* every weight 127 whatever the layout (padding is unused) */
+    bool ok = prim_run(c, cp, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                       (void *[]){a, w, y}, err);
+    if (ok && y[0] != 255 * 127 * K) *w_max = 64;
+    g_free(a);
+    g_free(w);
+    g_free(y);
+    prim_free(cp);
+    if (!ok) return false;
+  }
+  return true;
+}
+
 vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   cpu_ops *c = g_new0(cpu_ops, 1);
   g_mutex_init(&c->lock);
   c->prims = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, prim_free);
-  c->dt = precision == VS_OPS_BF16 ? dnnl_bf16 : dnnl_f32;
+  c->dt = precision == VS_OPS_BF16 ? dnnl_bf16 : precision == VS_OPS_INT8 ? dnnl_u8 : dnnl_f32;
+  c->attn_dt = precision == VS_OPS_BF16 ? dnnl_bf16 : dnnl_f32;
+  c->w_max = 127;
   vs_ops *o = &c->base;
-  o->name = precision == VS_OPS_BF16 ? "cpu-bf16" : "cpu-fp32";
-  o->precision = precision == VS_OPS_BF16 ? VS_OPS_BF16 : VS_OPS_FP32;
+  o->name = precision == VS_OPS_BF16 ? "cpu-bf16" : precision == VS_OPS_INT8 ? "cpu-int8" : "cpu-fp32";
+  o->precision = precision == VS_OPS_BF16 || precision == VS_OPS_INT8 ? precision : VS_OPS_FP32;
   o->linear_prepare = cpu_linear_prepare;
+  o->conv1d_prepare = cpu_conv1d_prepare;
   o->linear_free = cpu_linear_free;
   o->linear_ws = cpu_linear_ws;
   o->linear = cpu_linear;
@@ -1255,6 +1567,7 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   o->kv_pack = cpu_kv_pack;
   o->destroy = cpu_destroy;
   have_avx512 = __builtin_cpu_supports("avx512f");
+  have_avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   have_avx512bf16 =
       have_avx512 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
   dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
@@ -1268,6 +1581,10 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
     cpu_destroy(o);
     VS_FAIL(err, VS_ERROR_UNSUPPORTED, NULL,
             "bf16 requested but this CPU has no native bf16 (AVX512-BF16 or AMX)");
+  }
+  if (c->dt == dnnl_u8 && !probe_int8_exact(c, &c->w_max, err)) {
+    cpu_destroy(o);
+    return NULL;
   }
   return o;
 }

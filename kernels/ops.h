@@ -15,6 +15,9 @@
  *   allocating per call (and so that many callers can share one read-only backend).
  * - Precision: bf16 means bf16 weights and activations at the matmul inputs with fp32
  *   accumulation and fp32 outputs; layer norm, softmax, GELU and residuals always run in fp32.
+ *   int8 is CTranslate2's int8 for linears: weights int8 per output row (scale 127 / amax),
+ *   activations int8 per row at run time, int32 sums, dequantised to fp32 before the bias;
+ *   convs, attention and everything else in fp32.
  */
 #ifndef VS_OPS_H
 #define VS_OPS_H
@@ -23,7 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { VS_OPS_FP32 = 1, VS_OPS_BF16 = 2 } vs_ops_precision;
+typedef enum { VS_OPS_FP32 = 1, VS_OPS_BF16 = 2, VS_OPS_INT8 = 3 } vs_ops_precision;
 
 /* Flags of linear and conv1d: fused epilogues. GELU is the exact (erf) one. ACCUM adds the
  * result to what y already holds (residual connections) instead of overwriting it. */
@@ -71,7 +74,9 @@ struct vs_ops {
   vs_ops_linear *(*linear_prepare)(vs_ops *ops, const float *w, const float *b, int n_out, int n_in,
                                    const char *what, GError **err);
   void (*linear_free)(vs_ops *ops, vs_ops_linear *lin);
-  size_t (*linear_ws)(const vs_ops *ops, int m, int n_in);
+  /* Workspace of linear for m rows of n_in inputs; n_out_accum: the output width where the
+   * call has VS_LINEAR_ACCUM, else 0 (a backend may need room for a result it adds to y). */
+  size_t (*linear_ws)(const vs_ops *ops, int m, int n_in, int n_out_accum);
   /* x [m][n_in] -> y [m][n_out]; flags VS_LINEAR_*. */
   bool (*linear)(vs_ops *ops, const vs_ops_linear *lin, const float *x, int m, float *y,
                  unsigned flags, vs_ops_ws ws, GError **err);
@@ -79,7 +84,11 @@ struct vs_ops {
   /* Convolution, kernel 3, padding 1, stride 1 or 2, as im2col + linear. The weight is the
    * conv's [c_out][c_in][3] prepared as a linear [c_out][c_in*3]. Input element (t, c) is
    * x[t*ld_t + c*ld_c] for t < t_in (so channel-major mel and time-major activations both fit);
-   * output y [t_out][c_out] with t_out = (t_in - 1) / stride + 1. */
+   * output y [t_out][c_out] with t_out = (t_in - 1) / stride + 1. The weight comes from
+   * conv1d_prepare (same arguments as linear_prepare): a backend may keep convs at another
+   * precision than linears. */
+  vs_ops_linear *(*conv1d_prepare)(vs_ops *ops, const float *w, const float *b, int n_out,
+                                   int n_in, const char *what, GError **err);
   size_t (*conv1d_ws)(const vs_ops *ops, int c_in, int t_in, int stride);
   bool (*conv1d)(vs_ops *ops, const vs_ops_linear *w, const float *x, int c_in, int t_in, long ld_t,
                  long ld_c, int stride, float *y, unsigned flags, vs_ops_ws ws, GError **err);
@@ -114,7 +123,8 @@ struct vs_ops {
 vs_ops *vs_ops_ref_new(GError **err);
 /* The fast CPU backend at the given precision (bf16 fails where oneDNN cannot run it). */
 vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err);
-/* bf16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX), else fp32. */
+/* bf16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX), else fp32; never int8,
+ * which changes results more and is asked for by name. */
 vs_ops_precision vs_ops_cpu_auto_precision(void);
 void vs_ops_free(vs_ops *ops);
 

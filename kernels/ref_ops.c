@@ -52,7 +52,7 @@ static void ref_linear_free(vs_ops *ops, vs_ops_linear *l) {
   g_free(l);
 }
 
-static size_t ref_linear_ws(const vs_ops *ops, int m, int n_in) {
+static size_t ref_linear_ws(const vs_ops *ops, int m, int n_in, int n_out_accum) {
   return 0;
 }
 
@@ -218,6 +218,7 @@ vs_ops *vs_ops_ref_new(GError **err) {
   ops->linear_prepare = ref_linear_prepare;
   ops->linear_free = ref_linear_free;
   ops->linear_ws = ref_linear_ws;
+  ops->conv1d_prepare = ref_linear_prepare;
   ops->linear = ref_linear;
   ops->conv1d_ws = ref_conv1d_ws;
   ops->conv1d = ref_conv1d;

@@ -12,6 +12,9 @@ apt_pkgs=(
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
   libarchive-dev libglib2.0-dev libjson-glib-dev libsndfile1-dev libsoxr-dev libfftw3-dev
   libdnnl-dev zlib1g-dev
+  # Debian's oneDNN is built with its OpenCL runtime and its CMake config finds OpenCL, which
+  # libdnnl-dev does not pull in: without these, find_package(dnnl) fails on a bare machine.
+  ocl-icd-opencl-dev opencl-headers
   espeak-ng sox libsox-fmt-all pocketsphinx-testdata sctk
   python3-venv
 )

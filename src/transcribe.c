@@ -61,7 +61,9 @@ static const vs_opt_spec transcribe_specs[] = {
      "sequential: decode text only (one segment per window); batched always does (its "
      "faster-whisper default)"},
     {"precision", VS_OPT_CHOICE, "auto",
-     "CPU precision: auto (bf16 where the CPU has native bf16), fp32, bf16", "auto|fp32|bf16"},
+     "CPU precision: auto (bf16 where the CPU has native bf16), fp32, bf16, int8 (CTranslate2's "
+     "int8 linears)",
+     "auto|fp32|bf16|int8"},
     {"threads", VS_OPT_INT, "0", "model threads per rank (0: OpenMP's default)", NULL, 0, 4096},
     {"frontend-threads", VS_OPT_INT, "1", "decode + resample + log-mel (+ VAD) threads per rank",
      NULL, 1, 256},
@@ -476,9 +478,8 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
   if (ok) {
     vs_whisper_params wp = vs_whisper_default_params();
     wp.backend = VS_BACKEND_CPU;
-    wp.precision = !strcmp(o->precision_name, "fp32")   ? VS_PRECISION_FP32
-                   : !strcmp(o->precision_name, "bf16") ? VS_PRECISION_BF16
-                                                        : VS_PRECISION_AUTO;
+    int p = vs_precision_parse(o->precision_name);
+    wp.precision = p < 0 ? VS_PRECISION_AUTO : (vs_precision)p;
     wp.n_threads = o->threads;
     ok = (w = vs_whisper_init(model, &wp, &err)) != NULL;
   }
@@ -515,7 +516,7 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
             vs_model_hparams(model)->n_mels, vs_model_hparams(model)->n_audio_state,
             vs_model_hparams(model)->n_audio_layer, vs_model_hparams(model)->n_text_layer,
             vs_model_hparams(model)->n_vocab,
-            vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
+            vs_precision_name(vs_whisper_precision(w)));
   dec = vs_longform_whisper_decoder(st, w);
   r.lm = (vs_longform_model){&dec, r.tok, &vocab, vs_model_hparams(model)->n_mels};
 
@@ -570,7 +571,7 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
       vs_job_json_string(b, "model", o->model_path);
       vs_job_json_string(b, "mode", o->batched ? "batched" : "sequential");
       vs_job_json_string(b, "precision",
-                         vs_whisper_precision(w) == VS_PRECISION_BF16 ? "bf16" : "fp32");
+                         vs_precision_name(vs_whisper_precision(w)));
       vs_job_json_int(b, "beam_size", o->lf.search.beam_size);
       vs_job_json_int(b, "batch_size", o->batch_size);
       vs_job_json_int(b, "run", job.run);

@@ -1,7 +1,8 @@
-/* Every fast CPU op against the plain-C reference, at both precisions, over odd sizes and the
+/* Every fast CPU op against the plain-C reference, at every precision, over odd sizes and the
  * real tiny/base shapes. Error is ||fast - ref|| / ||ref||; the tolerance per precision is what
  * the arithmetic allows: fp32 differs only by summation order (1e-5), bf16 rounds the matmul
- * inputs to 8 significant bits (1e-2). */
+ * inputs to 8 significant bits (1e-2), int8 rounds the linears' weights and activations to 8
+ * (or 7) bits per row (3e-2; its convs and attention are fp32: 1e-5). */
 #include "ops.h"
 #include "vs_error.h"
 #include "vs_test.h"
@@ -11,6 +12,10 @@
 
 static double tol_of(vs_ops_precision p) {
   return p == VS_OPS_BF16 ? 1e-2 : 1e-5;
+}
+
+static double linear_tol_of(vs_ops_precision p) {
+  return p == VS_OPS_INT8 ? 3e-2 : tol_of(p);
 }
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
@@ -39,10 +44,13 @@ static vs_ops_ws ws_new(size_t bytes) {
   return (vs_ops_ws){bytes ? g_malloc(bytes) : NULL, bytes};
 }
 
-static void check_err(const char *what, const vs_ops *fast, double e) {
-  double tol = tol_of(fast->precision);
+static void check_err_tol(const char *what, const vs_ops *fast, double e, double tol) {
   CHECK_MSG(e <= tol && isfinite(e), "%s [%s]: error %.3g > %.1g", what, fast->name, e, tol);
   printf("  %-44s %-9s err %.2e\n", what, fast->name, e);
+}
+
+static void check_err(const char *what, const vs_ops *fast, double e) {
+  check_err_tol(what, fast, e, tol_of(fast->precision));
 }
 
 static void test_linear(vs_ops *ref, vs_ops *fast, int n_in, int n_out, const int *ms, int n_ms,
@@ -59,7 +67,7 @@ static void test_linear(vs_ops *ref, vs_ops *fast, int n_in, int n_out, const in
     float *x = rand_buf((size_t)m * n_in, 1.0f);
     float *y0 = rand_buf((size_t)m * n_out, 1.0f);
     float *yr = g_new(float, (size_t)m *n_out), *yf = g_new(float, (size_t)m *n_out);
-    vs_ops_ws ws = ws_new(fast->linear_ws(fast, m, n_in));
+    vs_ops_ws ws = ws_new(fast->linear_ws(fast, m, n_in, n_out));
     const unsigned flag_sets[] = {0, VS_LINEAR_GELU, VS_LINEAR_ACCUM};
     for (int fi = 0; fi < 3; fi++) {
       unsigned fl = flag_sets[fi];
@@ -72,7 +80,8 @@ static void test_linear(vs_ops *ref, vs_ops *fast, int n_in, int n_out, const in
       char what[96];
       snprintf(what, sizeof what, "linear %dx%d->%d%s%s%s", m, n_in, n_out, bias ? " +b" : "",
                fl & VS_LINEAR_GELU ? " gelu" : "", fl & VS_LINEAR_ACCUM ? " accum" : "");
-      check_err(what, fast, rel_err(yf, yr, (size_t)m * n_out));
+      check_err_tol(what, fast, rel_err(yf, yr, (size_t)m * n_out),
+                    linear_tol_of(fast->precision));
     }
     g_free(ws.ptr);
     g_free(x);
@@ -95,9 +104,9 @@ static void test_conv(vs_ops *ref, vs_ops *fast, int c_in, int c_out, int t_in, 
   float *x = rand_buf((size_t)c_in * t_in, 1.0f);
   int t_out = (t_in - 1) / stride + 1;
   long ld_t = channel_major ? 1 : c_in, ld_c = channel_major ? t_in : 1;
-  vs_ops_linear *lr = ref->linear_prepare(ref, w, b, c_out, c_in * 3, "conv", &err);
+  vs_ops_linear *lr = ref->conv1d_prepare(ref, w, b, c_out, c_in * 3, "conv", &err);
   VS_GERROR_CHECK(lr, err);
-  vs_ops_linear *lf = fast->linear_prepare(fast, w, b, c_out, c_in * 3, "conv", &err);
+  vs_ops_linear *lf = fast->conv1d_prepare(fast, w, b, c_out, c_in * 3, "conv", &err);
   VS_GERROR_CHECK(lf, err);
   float *yr = g_new(float, (size_t)t_out *c_out), *yf = g_new(float, (size_t)t_out *c_out);
   vs_ops_ws wr = ws_new(ref->conv1d_ws(ref, c_in, t_in, stride));
@@ -477,6 +486,65 @@ static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
   }
 }
 
+/* The int8 arithmetic itself, against the same quantisation written out in the test: activations
+ * rounded to 8 bits per row, weights to w_max per row, the integer products summed exactly.
+ * Near-full-scale operands of one sign are where a 16-bit pair sum would saturate; the backend
+ * must match one weight width (8 bits, or 7 where that avoids the saturation) to float
+ * rounding. */
+static void emulate_int8(const float *x, const float *w, const float *b, int m, int n_in,
+                         int n_out, int w_max, float *y) {
+  for (int i = 0; i < m; i++) {
+    const float *xr = x + (size_t)i * n_in;
+    float ax = 0;
+    for (int k = 0; k < n_in; k++)
+      ax = fmaxf(ax, fabsf(xr[k]));
+    float sx = ax != 0 ? 127.0f / ax : 1.0f;
+    for (int o = 0; o < n_out; o++) {
+      const float *wr = w + (size_t)o * n_in;
+      float aw = 0;
+      for (int k = 0; k < n_in; k++)
+        aw = fmaxf(aw, fabsf(wr[k]));
+      float sw = aw != 0 ? (float)w_max / aw : 1.0f;
+      long long acc = 0;
+      for (int k = 0; k < n_in; k++)
+        acc += (long long)nearbyintf(xr[k] * sx) * (long long)nearbyintf(wr[k] * sw);
+      y[(size_t)i * n_out + o] = (float)((double)acc / sx / sw + (b ? b[o] : 0.0));
+    }
+  }
+}
+
+static void test_int8_exact(vs_ops *fast) {
+  GError *err = NULL;
+  enum { M = 9, N_IN = 384, N_OUT = 40 };
+  float *x = g_new(float, M * N_IN), *w = g_new(float, N_OUT * N_IN);
+  float *b = rand_buf(N_OUT, 0.5f);
+  for (int i = 0; i < M * N_IN; i++) /* rows 0-3 near full scale and positive: saturation bait */
+    x[i] = i < 4 * N_IN ? 0.9f + 0.1f * fabsf(frand()) : frand();
+  for (int i = 0; i < N_OUT * N_IN; i++)
+    w[i] = i < 8 * N_IN ? 0.8f + 0.2f * fabsf(frand()) : frand();
+  vs_ops_linear *l = fast->linear_prepare(fast, w, b, N_OUT, N_IN, "int8 exact", &err);
+  VS_GERROR_CHECK(l, err);
+  float *y = g_new(float, M * N_OUT), *e8 = g_new(float, M * N_OUT), *e7 = g_new(float, M * N_OUT);
+  vs_ops_ws ws = ws_new(fast->linear_ws(fast, M, N_IN, 0));
+  bool ok = fast->linear(fast, l, x, M, y, 0, ws, &err);
+  VS_GERROR_CHECK(ok, err);
+  emulate_int8(x, w, b, M, N_IN, N_OUT, 127, e8);
+  emulate_int8(x, w, b, M, N_IN, N_OUT, 64, e7);
+  double d8 = rel_err(y, e8, M * N_OUT), d7 = rel_err(y, e7, M * N_OUT);
+  CHECK_MSG(d8 < 1e-6 || d7 < 1e-6, "int8 linear is neither 8- nor 7-bit exact: %.2g, %.2g", d8,
+            d7);
+  printf("  %-44s %-9s matches %d-bit weights (err %.1e)\n", "int8 linear, exact sums",
+         fast->name, d8 < 1e-6 ? 8 : 7, d8 < 1e-6 ? d8 : d7);
+  g_free(ws.ptr);
+  fast->linear_free(fast, l);
+  g_free(x);
+  g_free(w);
+  g_free(b);
+  g_free(y);
+  g_free(e8);
+  g_free(e7);
+}
+
 static void run_all(vs_ops *ref, vs_ops *fast) {
   printf("backend %s\n", fast->name);
   const int ms_odd[] = {1, 2, 7, 33};
@@ -530,6 +598,13 @@ int main(void) {
   CHECK(f32->precision == VS_OPS_FP32);
   run_all(ref, f32);
   vs_ops_free(f32);
+
+  vs_ops *i8 = vs_ops_cpu_new(VS_OPS_INT8, &err);
+  VS_GERROR_CHECK(i8, err);
+  CHECK(i8->precision == VS_OPS_INT8);
+  test_int8_exact(i8);
+  run_all(ref, i8);
+  vs_ops_free(i8);
 
   if (vs_ops_cpu_auto_precision() == VS_OPS_BF16) {
     vs_ops *b16 = vs_ops_cpu_new(VS_OPS_BF16, &err);

