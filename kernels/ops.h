@@ -15,9 +15,10 @@
  *   allocating per call (and so that many callers can share one read-only backend).
  * - Precision: bf16 means bf16 weights and activations at the matmul inputs with fp32
  *   accumulation and fp32 outputs; layer norm, softmax, GELU and residuals always run in fp32.
- *   int8 is CTranslate2's int8 for linears: weights int8 per output row (scale 127 / amax),
- *   activations int8 per row at run time, int32 sums, dequantised to fp32 before the bias;
- *   convs, attention and everything else in fp32.
+ *   int8 is CTranslate2's int8 for linears: weights int8 per output row (scale 127 / amax;
+ *   64 / amax where the CPU's int8 dot products would saturate, see cpu_ops.c), activations
+ *   int8 per row at run time, exact int32 sums, dequantised to fp32 before the bias; convs,
+ *   attention and everything else in fp32.
  */
 #ifndef VS_OPS_H
 #define VS_OPS_H
