@@ -377,27 +377,28 @@ VS_CLONES static void dequantize_rows(const s32_alias *sums, const vs_ops_linear
   }
 }
 
-static bool gelu_inplace(cpu_ops *c, float *y, size_t n, GError **err) {
-  char *key = g_strdup_printf("gelu:%zu", n);
+/* The backend-wide primitive cached under key (which this takes), made from desc on first use;
+ * building a descriptor is cheap, so callers always build it. */
+static cpu_prim *prim_cached(cpu_ops *c, char *key, const_dnnl_op_desc_t desc, GError **err) {
   g_mutex_lock(&c->lock);
   cpu_prim *cp = g_hash_table_lookup(c->prims, key);
-  if (!cp) {
-    dnnl_memory_desc_t md;
-    dnnl_eltwise_desc_t d;
-    if (dnnl_memory_desc_init_by_tag(&md, 1, (dnnl_dims_t){(dnnl_dim_t)n}, dnnl_f32, dnnl_a) !=
-            dnnl_success ||
-        dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, dnnl_eltwise_gelu_erf, &md, 0,
-                                       0) != dnnl_success)
-      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "oneDNN: GELU descriptor %s", key);
-    else
-      cp = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, key, err);
-    if (cp) {
-      g_hash_table_insert(c->prims, key, cp);
-      key = NULL;
-    }
+  if (!cp && (cp = prim_from_desc(c, desc, NULL, key, err)) != NULL) {
+    g_hash_table_insert(c->prims, key, cp);
+    key = NULL;
   }
   g_mutex_unlock(&c->lock);
   g_free(key);
+  return cp;
+}
+
+static bool gelu_inplace(cpu_ops *c, float *y, size_t n, GError **err) {
+  dnnl_memory_desc_t md;
+  dnnl_eltwise_desc_t d;
+  DN(dnnl_memory_desc_init_by_tag(&md, 1, (dnnl_dims_t){(dnnl_dim_t)n}, dnnl_f32, dnnl_a), err,
+     false);
+  DN(dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, dnnl_eltwise_gelu_erf, &md, 0, 0),
+     err, false);
+  cpu_prim *cp = prim_cached(c, g_strdup_printf("gelu:%zu", n), (const_dnnl_op_desc_t)&d, err);
   return cp && prim_run(c, cp, 2, (int[]){DNNL_ARG_SRC, DNNL_ARG_DST}, (void *[]){y, y}, err);
 }
 
@@ -1364,31 +1365,16 @@ static size_t cpu_attention_ws(const vs_ops *ops, int n_q, int n_kv, int n_head,
 /* Batched matmul [b][m][k] x [b][k][n] -> [b][m][n] f32; B given by tag (abc or acb). */
 static cpu_prim *bmm_prim(cpu_ops *c, int b, int m, int k, int n, dnnl_format_tag_t b_tag,
                           GError **err) {
-  char *key = g_strdup_printf("bmm:%d:%d:%d:%d:%d", b, m, k, n, (int)b_tag);
-  g_mutex_lock(&c->lock);
-  cpu_prim *cp = g_hash_table_lookup(c->prims, key);
-  if (!cp) {
-    dnnl_memory_desc_t a_md, b_md, d_md;
-    dnnl_matmul_desc_t d;
-    bool ok = dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, c->attn_dt, dnnl_abc) ==
-                  dnnl_success &&
-              dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, c->attn_dt, b_tag) ==
-                  dnnl_success &&
-              dnnl_memory_desc_init_by_tag(&d_md, 3, (dnnl_dims_t){b, m, n}, dnnl_f32, dnnl_abc) ==
-                  dnnl_success &&
-              dnnl_matmul_desc_init(&d, &a_md, &b_md, NULL, &d_md) == dnnl_success;
-    if (!ok)
-      g_set_error(err, VS_ERROR, VS_ERROR_INTERNAL, "attention: matmul descriptor %s", key);
-    else
-      cp = prim_from_desc(c, (const_dnnl_op_desc_t)&d, NULL, key, err);
-    if (cp) {
-      g_hash_table_insert(c->prims, key, cp);
-      key = NULL;
-    }
-  }
-  g_mutex_unlock(&c->lock);
-  g_free(key);
-  return cp;
+  dnnl_memory_desc_t a_md, b_md, d_md;
+  dnnl_matmul_desc_t d;
+  DN(dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, c->attn_dt, dnnl_abc), err,
+     NULL);
+  DN(dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, c->attn_dt, b_tag), err, NULL);
+  DN(dnnl_memory_desc_init_by_tag(&d_md, 3, (dnnl_dims_t){b, m, n}, dnnl_f32, dnnl_abc), err,
+     NULL);
+  DN(dnnl_matmul_desc_init(&d, &a_md, &b_md, NULL, &d_md), err, NULL);
+  return prim_cached(c, g_strdup_printf("bmm:%d:%d:%d:%d:%d", b, m, k, n, (int)b_tag),
+                     (const_dnnl_op_desc_t)&d, err);
 }
 
 /* Copies rows [r0, r0+n) of the head-interleaved x (fp32, or bf16 where x16 is set) into
