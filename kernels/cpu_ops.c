@@ -50,7 +50,7 @@ struct vs_ops_linear {
   dnnl_memory_desc_t w_md; /* packed layout chosen by oneDNN, [n_in][n_out] logical */
   void *w;                 /* host, packed weights (f32, bf16 or s8) */
   float *b;                /* host [n_out] or NULL */
-  float *w_inv;            /* int8: host [n_out], 1 / (127 / amax of the weight row) */
+  float *w_inv;            /* int8: host [n_out], 1 / the weight row's scale */
   int32_t *comp;           /* int8: host [n_out], shift * sum of the row's int8 weights */
   GMutex lock;             /* guards prims */
   GHashTable *prims;       /* (m << 2 | flags) -> cpu_prim * */
@@ -64,7 +64,7 @@ struct vs_ops_linear {
   } while (0)
 
 static size_t dt_size(dnnl_data_type_t dt) {
-  return dt == dnnl_bf16 ? 2 : dt == dnnl_u8 || dt == dnnl_s8 ? 1 : 4;
+  return dt == dnnl_bf16 ? 2 : 4;
 }
 
 static void prim_free(gpointer p) {
@@ -179,7 +179,6 @@ static cpu_prim *linear_prim(cpu_ops *c, vs_ops_linear *l, int m, unsigned flags
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     bool ok = matmul_desc(&d, m, l->n_in, l->n_out, l->dt, &l->w_md, l->b != NULL, err);
-    if (l->dt == dnnl_u8) flags = 0; /* the int8 epilogue applies them */
     if (ok && flags) {
       dnnl_primitive_attr_create(&attr);
       dnnl_post_ops_create(&po);
@@ -516,12 +515,10 @@ static void cpu_add(vs_ops *ops, float *y, const float *x, size_t n) {
     y[i] += x[i];
 }
 
-__attribute__((target("avx2,fma"))) static void softmax_row_avx2(float *x, int n, int lim,
-                                                                  float scale) {
-  float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-  for (int j = 0; j < lim; j++)
-    mx = x[j] > mx ? x[j] : mx;
+/* exp((x[j] - mx) * scale) in place over x[0..lim), returning the sum: vs_vec_exp8 where
+ * the compiler would leave the loop scalar (AVX2), else the loop below. */
+__attribute__((target("avx2,fma"))) static float exp_sum_avx2(float *x, int lim, float mx,
+                                                              float scale) {
   __m256 vmx = _mm256_set1_ps(mx), vsc = _mm256_set1_ps(scale), acc = _mm256_setzero_ps();
   int j = 0;
   for (; j + 8 <= lim; j += 8) {
@@ -534,41 +531,32 @@ __attribute__((target("avx2,fma"))) static void softmax_row_avx2(float *x, int n
     x[j] = vs_vec_expf((x[j] - mx) * scale);
     s += x[j];
   }
-  float inv = 1.0f / s;
-#pragma omp simd
-  for (int k = 0; k < lim; k++)
-    x[k] *= inv;
-  for (int k = lim; k < n; k++)
-    x[k] = 0.0f;
+  return s;
 }
 
 /* Softmax of x[0..n) scaled by `scale`, entries at or after `lim` masked to zero. The simd
  * reductions let the compiler reassociate the max and the sum (vectorising them); the clones
  * give it 512-bit registers where the CPU has them without building for one CPU. */
-VS_CLONES static void softmax_row_generic(float *x, int n, int lim, float scale) {
+VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
   float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int j = 0; j < lim; j++)
     mx = x[j] > mx ? x[j] : mx;
   float s = 0;
+  if (vs_vec_use_exp8())
+    s = exp_sum_avx2(x, lim, mx, scale);
+  else
 #pragma omp simd reduction(+ : s)
-  for (int j = 0; j < lim; j++) {
-    x[j] = vs_vec_expf((x[j] - mx) * scale);
-    s += x[j];
-  }
+    for (int j = 0; j < lim; j++) {
+      x[j] = vs_vec_expf((x[j] - mx) * scale);
+      s += x[j];
+    }
   float inv = 1.0f / s;
 #pragma omp simd
   for (int j = 0; j < lim; j++)
     x[j] *= inv;
   for (int j = lim; j < n; j++)
     x[j] = 0.0f;
-}
-
-static void softmax_row(float *x, int n, int lim, float scale) {
-  if (vs_vec_use_exp8())
-    softmax_row_avx2(x, n, lim, scale);
-  else
-    softmax_row_generic(x, n, lim, scale);
 }
 
 static void cpu_softmax(vs_ops *ops, float *x, int m, int n) {
@@ -975,7 +963,7 @@ AVX512BF16 static void attend64_dp(const float *q, long ld_q, int nq, const bf16
   }
 }
 
-static bool have_avx512, have_avx512bf16, have_avx2_fma;
+static bool have_avx512, have_avx512bf16;
 
 /* ---- packed cross-attention K/V -------------------------------------------------------------
  * Whisper's cross-attention keys are written once per window and read by every decoder step of
@@ -1289,7 +1277,7 @@ static void attend_item(const vs_attn_args *a, int w, bool dp) {
       attend64_f32(q, a->ld_q, nq, a->k + ko, a->ld_k, a->v + vo, a->ld_v, n, scale, o, a->ld_o);
     return;
   }
-  if (have_avx2_fma && hd == 64 && k16 == v16) {
+  if (vs_vec_use_exp8() && hd == 64 && k16 == v16) { /* AVX2 + FMA, no AVX-512 */
     int n = a->causal ? a->q_pos0 + i0 + 1 : a->n_kv; /* causal: nq == 1 */
     attend64_avx2(q, a->ld_q, nq, k16 ? NULL : a->k + ko, k16 ? a->k16 + ko : NULL, a->ld_k,
                   v16 ? NULL : a->v + vo, v16 ? a->v16 + vo : NULL, a->ld_v, n, scale, o, a->ld_o);
@@ -1553,7 +1541,6 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   o->kv_pack = cpu_kv_pack;
   o->destroy = cpu_destroy;
   have_avx512 = __builtin_cpu_supports("avx512f");
-  have_avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   have_avx512bf16 =
       have_avx512 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
   dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
