@@ -3,6 +3,7 @@
  * (2 per multiply-add; layer norms, softmax and elementwise work left out).
  *
  * usage: vs_bench_encoder [MODEL.h5] [--windows=N] [--steps=N] [--batch=N] [--threads=N]
+ *                         [--precision=fp32|bf16|int8] (default: all three)
  * MODEL defaults to $VOXSHARD_MODEL_TINY_EN, then ~/.cache/voxshard/models/tiny.en.h5. The
  * input is synthetic log-mel (timing does not depend on the values). */
 #include "model.h"
@@ -107,12 +108,16 @@ static void bench(const vs_model *m, vs_precision prec, int n_windows, int n_ste
 
 int main(int argc, char **argv) {
   int windows = 2, steps = 64, batch = 1, threads = 0;
-  const char *path = NULL;
+  const char *path = NULL, *only = NULL;
   for (int i = 1; i < argc; i++) {
     if (sscanf(argv[i], "--windows=%d", &windows) == 1) continue;
     if (sscanf(argv[i], "--steps=%d", &steps) == 1) continue;
     if (sscanf(argv[i], "--batch=%d", &batch) == 1) continue;
     if (sscanf(argv[i], "--threads=%d", &threads) == 1) continue;
+    if (g_str_has_prefix(argv[i], "--precision=")) {
+      only = argv[i] + strlen("--precision=");
+      continue;
+    }
     if (argv[i][0] == '-') VS_DIE("unknown option %s", argv[i]);
     path = argv[i];
   }
@@ -128,9 +133,10 @@ int main(int argc, char **argv) {
   printf("model %s: d=%d, %d+%d layers, %d threads; encoder %.1f GFLOP/window\n", path,
          hp->n_audio_state, hp->n_audio_layer, hp->n_text_layer,
          threads > 0 ? threads : omp_get_max_threads(), encoder_flop(hp) * 1e-9);
-  bench(m, VS_PRECISION_FP32, windows, steps, batch, threads);
-  bench(m, VS_PRECISION_BF16, windows, steps, batch, threads);
-  bench(m, VS_PRECISION_INT8, windows, steps, batch, threads);
+  const vs_precision all[] = {VS_PRECISION_FP32, VS_PRECISION_BF16, VS_PRECISION_INT8};
+  for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
+    if (!only || strcmp(only, vs_precision_name(all[i])) == 0)
+      bench(m, all[i], windows, steps, batch, threads);
   vs_model_free(m);
   g_free(def);
   return 0;

@@ -359,19 +359,32 @@ typedef float __attribute__((may_alias)) f32_alias;
 VS_CLONES static void dequantize_rows(const s32_alias *sums, const vs_ops_linear *l, int m,
                                       const float *inv, unsigned flags, f32_alias *y) {
   int n = l->n_out;
+  /* locals, not l->..., inside the loops: through l the compiler cannot prove that the stores
+   * to y leave the pointers alone, and leaves the loops scalar */
+  const int32_t *comp = l->comp;
+  const float *w_inv = l->w_inv, *b = l->b;
+  bool accum = flags & VS_LINEAR_ACCUM;
 #pragma omp parallel for schedule(static) if ((size_t)m * n > 16384)
   for (int i = 0; i < m; i++) {
     const s32_alias *sr = sums + (size_t)i * n;
     f32_alias *yr = y + (size_t)i * n;
     float a = inv[i];
-    if (flags & VS_LINEAR_ACCUM) {
+    if (accum && b) {
 #pragma omp simd
       for (int o = 0; o < n; o++)
-        yr[o] += (float)(sr[o] - l->comp[o]) * a * l->w_inv[o] + (l->b ? l->b[o] : 0.0f);
+        yr[o] += (float)(sr[o] - comp[o]) * a * w_inv[o] + b[o];
+    } else if (accum) {
+#pragma omp simd
+      for (int o = 0; o < n; o++)
+        yr[o] += (float)(sr[o] - comp[o]) * a * w_inv[o];
+    } else if (b) {
+#pragma omp simd
+      for (int o = 0; o < n; o++)
+        yr[o] = (float)(sr[o] - comp[o]) * a * w_inv[o] + b[o];
     } else {
 #pragma omp simd
       for (int o = 0; o < n; o++)
-        yr[o] = (float)(sr[o] - l->comp[o]) * a * l->w_inv[o] + (l->b ? l->b[o] : 0.0f);
+        yr[o] = (float)(sr[o] - comp[o]) * a * w_inv[o];
     }
   }
 }
@@ -534,24 +547,27 @@ __attribute__((target("avx2,fma"))) static float exp_sum_avx2(float *x, int lim,
   return s;
 }
 
-/* Softmax of x[0..n) scaled by `scale`, entries at or after `lim` masked to zero. The simd
- * reductions let the compiler reassociate the max and the sum (vectorising them); the clones
- * give it 512-bit registers where the CPU has them without building for one CPU. */
-VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
+/* exp((x[j] - max) * scale) in place over x[0..lim), returning the sum. The simd reductions
+ * let the compiler reassociate the max and the sum (vectorising them); the clones give it
+ * 512-bit registers where the CPU has them without building for one CPU. */
+VS_CLONES static float softmax_exp(float *x, int lim, float scale) {
   float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int j = 0; j < lim; j++)
     mx = x[j] > mx ? x[j] : mx;
+  if (vs_vec_use_exp8()) return exp_sum_avx2(x, lim, mx, scale);
   float s = 0;
-  if (vs_vec_use_exp8())
-    s = exp_sum_avx2(x, lim, mx, scale);
-  else
 #pragma omp simd reduction(+ : s)
-    for (int j = 0; j < lim; j++) {
-      x[j] = vs_vec_expf((x[j] - mx) * scale);
-      s += x[j];
-    }
-  float inv = 1.0f / s;
+  for (int j = 0; j < lim; j++) {
+    x[j] = vs_vec_expf((x[j] - mx) * scale);
+    s += x[j];
+  }
+  return s;
+}
+
+/* Softmax of x[0..n) scaled by `scale`, entries at or after `lim` masked to zero. */
+VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
+  float inv = 1.0f / softmax_exp(x, lim, scale);
 #pragma omp simd
   for (int j = 0; j < lim; j++)
     x[j] *= inv;
@@ -1170,6 +1186,8 @@ AVX2 static inline __m256 ld8(const float *x, const bf16_t *x16, long i) {
 AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k,
                                const bf16_t *k16, long ld_k, const float *v, const bf16_t *v16,
                                long ld_v, int n, float scale, float *o, long ld_o) {
+  static _Thread_local float kwide[KV_CHUNK * 64] __attribute__((aligned(32))),
+      vwide[KV_CHUNK * 64] __attribute__((aligned(32)));
   float acc[ATTEND_GROUP][64] __attribute__((aligned(32)));
   float mx[ATTEND_GROUP], sum[ATTEND_GROUP], sc[KV_CHUNK];
   for (int i = 0; i < nq; i++) {
@@ -1179,6 +1197,23 @@ AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k
   }
   for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
     int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
+    /* bf16 K/V: widened once per chunk into fp32 for all the group's queries, not per query */
+    const float *kc = k ? k + (long)j0 * ld_k : NULL, *vc = v ? v + (long)j0 * ld_v : NULL;
+    long ldk = ld_k, ldv = ld_v;
+    if (k16) {
+      for (int j = 0; j < nb; j++)
+        for (int c = 0; c < 8; c++)
+          _mm256_store_ps(kwide + j * 64 + 8 * c, ld8(NULL, k16, (long)(j0 + j) * ld_k + 8 * c));
+      kc = kwide;
+      ldk = 64;
+    }
+    if (v16) {
+      for (int j = 0; j < nb; j++)
+        for (int c = 0; c < 8; c++)
+          _mm256_store_ps(vwide + j * 64 + 8 * c, ld8(NULL, v16, (long)(j0 + j) * ld_v + 8 * c));
+      vc = vwide;
+      ldv = 64;
+    }
     for (int i = 0; i < nq; i++) {
       __m256 qv[8];
       for (int c = 0; c < 8; c++)
@@ -1186,31 +1221,43 @@ AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k
                               _mm256_set1_ps(scale));
       int j = 0;
       for (; j + 4 <= nb; j += 4) {
+        /* two chains per key, eight in all: enough independent FMAs to hide their latency */
         __m256 s4[4];
         for (int u = 0; u < 4; u++) {
-          long r = (long)(j0 + j + u) * ld_k;
-          __m256 a = _mm256_mul_ps(qv[0], ld8(k, k16, r));
-          for (int c = 1; c < 8; c++)
-            a = _mm256_fmadd_ps(qv[c], ld8(k, k16, r + 8 * c), a);
-          s4[u] = a;
+          const float *kr = kc + (long)(j + u) * ldk;
+          __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
+          __m256 b = _mm256_mul_ps(qv[1], _mm256_loadu_ps(kr + 8));
+          for (int c = 2; c < 8; c += 2) {
+            a = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + 8 * c), a);
+            b = _mm256_fmadd_ps(qv[c + 1], _mm256_loadu_ps(kr + 8 * c + 8), b);
+          }
+          s4[u] = _mm256_add_ps(a, b);
         }
         __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s4[0], s4[1]), _mm256_hadd_ps(s4[2], s4[3]));
         _mm_storeu_ps(sc + j, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
       }
       for (; j < nb; j++) {
-        long r = (long)(j0 + j) * ld_k;
-        __m256 a = _mm256_mul_ps(qv[0], ld8(k, k16, r));
+        const float *kr = kc + (long)j * ldk;
+        __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
         for (int c = 1; c < 8; c++)
-          a = _mm256_fmadd_ps(qv[c], ld8(k, k16, r + 8 * c), a);
+          a = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + 8 * c), a);
         sc[j] = vs_vec_hsum8(a);
       }
-      float bm = mx[i];
-      for (int t = 0; t < nb; t++)
+      /* the max by 8 lanes: a scalar max is a chain the compiler may not reorder */
+      __m256 vm = _mm256_set1_ps(mx[i]);
+      int t = 0;
+      for (; t + 8 <= nb; t += 8)
+        vm = _mm256_max_ps(vm, _mm256_loadu_ps(sc + t));
+      float lanes[8], bm = mx[i];
+      _mm256_storeu_ps(lanes, vm);
+      for (int u = 0; u < 8; u++)
+        bm = lanes[u] > bm ? lanes[u] : bm;
+      for (; t < nb; t++)
         bm = sc[t] > bm ? sc[t] : bm;
       float corr = mx[i] == -INFINITY ? 0.0f : vs_vec_expf(mx[i] - bm);
       mx[i] = bm;
       __m256 vb = _mm256_set1_ps(bm), ls = _mm256_setzero_ps();
-      int t = 0;
+      t = 0;
       for (; t + 8 <= nb; t += 8) {
         __m256 e = vs_vec_exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), vb));
         _mm256_storeu_ps(sc + t, e);
@@ -1227,9 +1274,9 @@ AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k
         av[c] = _mm256_mul_ps(_mm256_load_ps(acc[i] + 8 * c), cv);
       for (int jj = 0; jj < nb; jj++) {
         __m256 pv = _mm256_set1_ps(sc[jj]);
-        long r = (long)(j0 + jj) * ld_v;
+        const float *vr = vc + (long)jj * ldv;
         for (int c = 0; c < 8; c++)
-          av[c] = _mm256_fmadd_ps(pv, ld8(v, v16, r + 8 * c), av[c]);
+          av[c] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * c), av[c]);
       }
       for (int c = 0; c < 8; c++)
         _mm256_store_ps(acc[i] + 8 * c, av[c]);
@@ -1323,23 +1370,32 @@ static int attn_block(int n_q, int n_kv, int n_head) {
 }
 
 typedef struct {
-  size_t kh, vh, qb, s, p, ob, total; /* byte offsets in the workspace */
+  size_t kh, vh, qb, s, p, ob;                    /* byte offsets in the workspace */
+  size_t k_inv, k_comp, v_inv, q_inv, p_sum, dither; /* int8 only */
+  size_t total;
 } attn_layout;
 
 static attn_layout attn_plan(const cpu_ops *c, int n_q, int n_kv, int n_head, int hd) {
-  size_t e = dt_size(c->attn_dt);
-  int bq = attn_block(n_q, n_kv, n_head);
+  bool i8 = c->dt == dnnl_u8;
+  size_t e = i8 ? 1 : dt_size(c->attn_dt), H = n_head, T = n_kv;
+  size_t bq = attn_block(n_q, n_kv, n_head);
   attn_layout L;
   size_t off = 0;
 #define TAKE(f, bytes)                                                                             \
   L.f = off;                                                                                       \
   off += ((bytes) + 63) & ~(size_t)63;
-  TAKE(kh, (size_t)n_head * n_kv * hd * e);                         /* [H][n_kv][hd] */
-  TAKE(vh, (size_t)n_head * n_kv * hd * e);                         /* [H][n_kv][hd] */
-  TAKE(qb, (size_t)n_head * bq * hd * e);                           /* [H][bq][hd] */
-  TAKE(s, (size_t)n_head * bq * n_kv * 4);                          /* [H][bq][n_kv] fp32 scores */
-  TAKE(p, c->dt == dnnl_bf16 ? (size_t)n_head * bq * n_kv * 2 : 0); /* bf16 probabilities */
-  TAKE(ob, (size_t)n_head * bq * hd * 4);                           /* [H][bq][hd] fp32 */
+  TAKE(kh, H * T * hd * e);  /* [H][n_kv][hd] */
+  TAKE(vh, H * T * hd * e);  /* [H][n_kv][hd] */
+  TAKE(qb, H * bq * hd * e); /* [H][bq][hd] */
+  TAKE(s, H * bq * T * 4);   /* [H][bq][n_kv] fp32 scores (int8: s32 sums, then fp32 in place) */
+  TAKE(p, c->dt == dnnl_bf16 ? H * bq * T * 2 : i8 ? H * bq * T : 0); /* bf16 or u8 probabilities */
+  TAKE(ob, H * bq * hd * 4);           /* [H][bq][hd] fp32 (int8: s32) */
+  TAKE(k_inv, i8 ? H * T * 4 : 0);     /* [H][n_kv] 1 / each key's scale */
+  TAKE(k_comp, i8 ? H * T * 4 : 0);    /* [H][n_kv] 128 x sum of the key's int8 values */
+  TAKE(v_inv, i8 ? H * hd * 4 : 0);    /* [H][hd] 1 / each value channel's scale */
+  TAKE(q_inv, i8 ? H * bq * 4 : 0);    /* [H][bq] 1 / each query's scale */
+  TAKE(p_sum, i8 ? H * bq * 4 : 0);    /* [H][bq] sum of the row's u8 probabilities */
+  TAKE(dither, i8 ? T * 4 : 0);        /* [n_kv] */
 #undef TAKE
   L.total = off;
   return L;
@@ -1350,18 +1406,23 @@ static size_t cpu_attention_ws(const vs_ops *ops, int n_q, int n_kv, int n_head,
   return attn_plan((const cpu_ops *)ops, n_q, n_kv, n_head, head_dim).total;
 }
 
-/* Batched matmul [b][m][k] x [b][k][n] -> [b][m][n] f32; B given by tag (abc or acb). */
+/* Batched matmul [b][m][k] x [b][k][n] -> [b][m][n]; B given by tag (abc or acb). Types:
+ * attn_dt x attn_dt -> f32, or u8 x s8 -> s32 (int8). */
 static cpu_prim *bmm_prim(cpu_ops *c, int b, int m, int k, int n, dnnl_format_tag_t b_tag,
-                          GError **err) {
+                          bool int8, GError **err) {
   dnnl_memory_desc_t a_md, b_md, d_md;
   dnnl_matmul_desc_t d;
-  DN(dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, c->attn_dt, dnnl_abc), err,
-     NULL);
-  DN(dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, c->attn_dt, b_tag), err, NULL);
-  DN(dnnl_memory_desc_init_by_tag(&d_md, 3, (dnnl_dims_t){b, m, n}, dnnl_f32, dnnl_abc), err,
-     NULL);
+  DN(dnnl_memory_desc_init_by_tag(&a_md, 3, (dnnl_dims_t){b, m, k}, int8 ? dnnl_u8 : c->attn_dt,
+                                  dnnl_abc),
+     err, NULL);
+  DN(dnnl_memory_desc_init_by_tag(&b_md, 3, (dnnl_dims_t){b, k, n}, int8 ? dnnl_s8 : c->attn_dt,
+                                  b_tag),
+     err, NULL);
+  DN(dnnl_memory_desc_init_by_tag(&d_md, 3, (dnnl_dims_t){b, m, n}, int8 ? dnnl_s32 : dnnl_f32,
+                                  dnnl_abc),
+     err, NULL);
   DN(dnnl_matmul_desc_init(&d, &a_md, &b_md, NULL, &d_md), err, NULL);
-  return prim_cached(c, g_strdup_printf("bmm:%d:%d:%d:%d:%d", b, m, k, n, (int)b_tag),
+  return prim_cached(c, g_strdup_printf("bmm:%d:%d:%d:%d:%d:%d", b, m, k, n, (int)b_tag, int8),
                      (const_dnnl_op_desc_t)&d, err);
 }
 
@@ -1387,6 +1448,231 @@ static void to_heads(const cpu_ops *c, const float *x, const bf16_t *x16, int ld
     }
 }
 
+/* ---- int8 attention (int8 precision, many queries) ---------------------------------------
+ * The encoder's attention is as many multiply-adds as its linears, so int8 there too: both
+ * matmuls run as oneDNN u8 x s8 -> s32. S = Q K^T: queries u8 per row (shifted by 128, as the
+ * linears' activations), keys s8 per key with |k| <= w_max, the shift undone by each key's
+ * compensation. O = P V: probabilities exp(x - max) lie in [0, 1], so u8 x 255 with no shift;
+ * values s8 per channel. Rounding P to the nearest step would drop every key below 1/510 of the
+ * row's largest, and a diffuse row's many small weights add up: P is rounded down after adding
+ * a dither (a golden-ratio sequence over keys, offset per row), which keeps each weight's
+ * expectation and spreads the error over neighbouring frames, whose values are alike. The
+ * output divides by the sum of the rounded weights, so each row stays a weighted mean. */
+
+/* x[j] = round(src(j) * scale) for keys/values/queries: per-row int8 (|q| <= qmax), optionally
+ * shifted by 128 into u8. Returns 1 / scale; *sum gets the sum of the int8 values. */
+VS_CLONES static float quantize_vec(const float *x, const bf16_t *x16, size_t si, int n, int qmax,
+                                    bool shift, uint8_t *dst, int32_t *sum) {
+  float buf[n];
+  if (x16)
+    for (int e = 0; e < n; e++)
+      buf[e] = kv_at(NULL, x16, (long)(si + e));
+  const float *v = x16 ? buf : x + si;
+  float amax = 0;
+#pragma omp simd reduction(max : amax)
+  for (int e = 0; e < n; e++) {
+    float a = v[e] < 0 ? -v[e] : v[e];
+    amax = a > amax ? a : amax;
+  }
+  float scale = amax != 0.0f ? qmax / amax : 1.0f;
+  int32_t s = 0, sh = shift ? 128 : 0;
+#pragma omp simd reduction(+ : s)
+  for (int e = 0; e < n; e++) {
+    int q = (int)((v[e] * scale + 12582912.0f) - 12582912.0f);
+    s += q;
+    dst[e] = (uint8_t)(q + sh);
+  }
+  if (sum) *sum = s;
+  return 1.0f / scale;
+}
+
+/* Values per (head, channel) over all keys: [H][n_kv][hd] s8 and v_inv [H][hd]. */
+static void quantize_values(const vs_attn_args *a, int w_max, int8_t *vh, float *v_inv) {
+  int H = a->n_head, hd = a->head_dim, T = a->n_kv;
+  long hs = a->hs_v ? a->hs_v : hd;
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < H; h++) {
+    float amax[hd], scale[hd];
+    for (int c = 0; c < hd; c++)
+      amax[c] = 0;
+    for (int j = 0; j < T; j++)
+      for (int c = 0; c < hd; c++) {
+        float v = fabsf(kv_at(a->v, a->v16, (long)j * a->ld_v + h * hs + c));
+        amax[c] = v > amax[c] ? v : amax[c];
+      }
+    for (int c = 0; c < hd; c++) {
+      scale[c] = amax[c] != 0.0f ? w_max / amax[c] : 1.0f;
+      v_inv[h * hd + c] = 1.0f / scale[c];
+    }
+    for (int j = 0; j < T; j++) {
+      int8_t *d = vh + ((size_t)h * T + j) * hd;
+      for (int c = 0; c < hd; c++)
+        d[c] = (int8_t)(int)((kv_at(a->v, a->v16, (long)j * a->ld_v + h * hs + c) * scale[c] +
+                              12582912.0f) -
+                             12582912.0f);
+    }
+  }
+}
+
+static inline int prob_u8(float e, float dither, float d_off) {
+  float d = dither + d_off;
+  d -= d >= 1.0f ? 1.0f : 0.0f;
+  int q = (int)(e * 255.0f + d);
+  return q < 255 ? q : 255;
+}
+
+/* probs_u8 for AVX2 without AVX-512, where the compiler leaves the exp scalar: two passes over
+ * the row (logits and their max; exp and rounding) instead of four. */
+__attribute__((target("avx2,fma"))) static int32_t
+probs_u8_avx2(f32_alias *x, const int32_t *k_comp, const float *k_inv, float scale, int lim,
+              const float *dither, float d_off, uint8_t *p) {
+  const s32_alias *si = (const s32_alias *)x;
+  __m256 vmx = _mm256_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 8 <= lim; j += 8) {
+    __m256i d = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(si + j)),
+                                 _mm256_loadu_si256((const __m256i *)(k_comp + j)));
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(k_inv + j));
+    _mm256_storeu_ps((float *)x + j, f);
+    vmx = _mm256_max_ps(vmx, f);
+  }
+  float lane[8], mx = -INFINITY;
+  _mm256_storeu_ps(lane, vmx);
+  for (int t = 0; t < 8; t++)
+    mx = lane[t] > mx ? lane[t] : mx;
+  for (; j < lim; j++) {
+    x[j] = (float)(si[j] - k_comp[j]) * k_inv[j];
+    mx = x[j] > mx ? x[j] : mx;
+  }
+  /* exp(y) = 2^n 2^f with n = round(y log2 e): a degree-4 polynomial for 2^f on [-1/2, 1/2]
+   * (Taylor, relative error under 5e-5) is ample for 8-bit results; y <= 0 needs no upper clamp */
+  const float s2 = scale * 1.44269504088896341f;
+  const __m256 vs = _mm256_set1_ps(s2), vms = _mm256_set1_ps(mx * s2), lo = _mm256_set1_ps(-126.0f);
+  const __m256 c1 = _mm256_set1_ps(0.693147180f), c2 = _mm256_set1_ps(0.240226507f),
+               c3 = _mm256_set1_ps(0.0555041087f), c4 = _mm256_set1_ps(0.00961812911f),
+               v255 = _mm256_set1_ps(255.0f), voff = _mm256_set1_ps(d_off), one = _mm256_set1_ps(1.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), top = _mm256_set1_epi32(255);
+  __m256i vsum = _mm256_setzero_si256();
+  for (j = 0; j + 32 <= lim; j += 32) {
+    __m256i q[4];
+    for (int t = 0; t < 4; t++) {
+      __m256 y = _mm256_max_ps(_mm256_fmsub_ps(_mm256_loadu_ps((float *)x + j + 8 * t), vs, vms), lo);
+      __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      __m256 f = _mm256_sub_ps(y, n);
+      __m256 pf = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_fmadd_ps(c4, f, c3), f, c2), f, c1);
+      pf = _mm256_fmadd_ps(pf, f, one);
+      __m256i ex = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+      __m256 e = _mm256_mul_ps(pf, _mm256_castsi256_ps(ex));
+      __m256 d = _mm256_add_ps(_mm256_loadu_ps(dither + j + 8 * t), voff);
+      d = _mm256_sub_ps(d, _mm256_and_ps(_mm256_cmp_ps(d, one, _CMP_GE_OQ), one));
+      q[t] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_fmadd_ps(e, v255, d)), top);
+      vsum = _mm256_add_epi32(vsum, q[t]);
+    }
+    /* packs interleave 128-bit lanes; the permute puts the 32 bytes back in key order */
+    __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+    _mm256_storeu_si256((__m256i *)(p + j), _mm256_permutevar8x32_epi32(b, order));
+  }
+  int32_t s32[8], sum = 0;
+  _mm256_storeu_si256((__m256i *)s32, vsum);
+  for (int t = 0; t < 8; t++)
+    sum += s32[t];
+  for (; j < lim; j++) {
+    int q = prob_u8(vs_vec_expf((x[j] - mx) * scale), dither[j], d_off);
+    p[j] = (uint8_t)q;
+    sum += q;
+  }
+  return sum;
+}
+
+/* One row of scores: s32 sums in x (read as s32, overwritten as fp32 logits, then exp) to u8
+ * probabilities p (keys at or after lim zero); returns the sum of p. */
+VS_CLONES static int32_t probs_u8(f32_alias *x, const int32_t *k_comp, const float *k_inv,
+                                  float scale, int n, int lim, const float *dither, float d_off,
+                                  uint8_t *p) {
+  int32_t sum = 0;
+  if (vs_vec_use_exp8()) {
+    sum = probs_u8_avx2(x, k_comp, k_inv, scale, lim, dither, d_off, p);
+  } else {
+    const s32_alias *si = (const s32_alias *)x;
+#pragma omp simd
+    for (int j = 0; j < lim; j++)
+      x[j] = (float)(si[j] - k_comp[j]) * k_inv[j];
+    softmax_exp((float *)x, lim, scale);
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < lim; j++) {
+      int q = prob_u8(x[j], dither[j], d_off);
+      p[j] = (uint8_t)q;
+      sum += q;
+    }
+  }
+  for (int j = lim; j < n; j++)
+    p[j] = 0;
+  return sum;
+}
+
+static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layout L, char *base,
+                                   GError **err) {
+  int H = a->n_head, hd = a->head_dim, nkv = a->n_kv;
+  long hs_k = a->hs_k ? a->hs_k : hd, hs_q = hd;
+  int8_t *kh = (int8_t *)(base + L.kh), *vh = (int8_t *)(base + L.vh);
+  uint8_t *qb = (uint8_t *)(base + L.qb), *P = (uint8_t *)(base + L.p);
+  float *k_inv = (float *)(base + L.k_inv), *v_inv = (float *)(base + L.v_inv);
+  float *q_inv = (float *)(base + L.q_inv), *dither = (float *)(base + L.dither);
+  int32_t *k_comp = (int32_t *)(base + L.k_comp), *p_sum = (int32_t *)(base + L.p_sum);
+  f32_alias *S = (f32_alias *)(base + L.s);
+  s32_alias *O = (s32_alias *)(base + L.ob);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int h = 0; h < H; h++)
+    for (int j = 0; j < nkv; j++) {
+      size_t i = (size_t)h * nkv + j;
+      k_inv[i] = quantize_vec(a->k, a->k16, (size_t)j * a->ld_k + h * hs_k, hd, c->w_max, false,
+                              (uint8_t *)kh + i * hd, &k_comp[i]);
+      k_comp[i] *= 128;
+    }
+  quantize_values(a, c->w_max, vh, v_inv);
+  for (int j = 0; j < nkv; j++)
+    dither[j] = (float)fmod(j * 0.6180339887498949, 1.0);
+  int bq = attn_block(a->n_q, nkv, H);
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int i0 = 0; i0 < a->n_q; i0 += bq) {
+    int nb = a->n_q - i0 < bq ? a->n_q - i0 : bq;
+    cpu_prim *qk = bmm_prim(c, H, nb, hd, nkv, dnnl_acb, true, err);
+    cpu_prim *pv = qk ? bmm_prim(c, H, nb, nkv, hd, dnnl_abc, true, err) : NULL;
+    if (!pv) return false;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int h = 0; h < H; h++)
+      for (int r = 0; r < nb; r++)
+        q_inv[h * nb + r] = quantize_vec(a->q, NULL, (size_t)(i0 + r) * a->ld_q + h * hs_q, hd,
+                                         127, true, qb + ((size_t)h * nb + r) * hd, NULL);
+    if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                  (void *[]){qb, kh, (void *)S}, err))
+      return false;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int h = 0; h < H; h++)
+      for (int r = 0; r < nb; r++) {
+        size_t row = (size_t)h * nb + r;
+        int lim = a->causal ? a->q_pos0 + i0 + r + 1 : nkv;
+        float d_off = (float)fmod((i0 + r) * 0.7548776662466927 + h * 0.5698402909980532, 1.0);
+        p_sum[row] = probs_u8(S + row * nkv, k_comp + (size_t)h * nkv, k_inv + (size_t)h * nkv,
+                              q_inv[row] * scale, nkv, lim, dither, d_off, P + row * nkv);
+      }
+    if (!prim_run(c, pv, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                  (void *[]){P, vh, (void *)O}, err))
+      return false;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int r = 0; r < nb; r++)
+      for (int h = 0; h < H; h++) {
+        const s32_alias *orow = O + ((size_t)h * nb + r) * hd;
+        const float *vi = v_inv + (size_t)h * hd;
+        float inv = 1.0f / (float)p_sum[(size_t)h * nb + r];
+        float *dst = a->o + (size_t)(i0 + r) * a->ld_o + (size_t)h * hd;
+        for (int e = 0; e < hd; e++)
+          dst[e] = (float)orow[e] * vi[e] * inv;
+      }
+  }
+  return true;
+}
+
 static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, GError **err) {
   int H = a->n_head, hd = a->head_dim, nkv = a->n_kv;
   attn_layout L = attn_plan(c, a->n_q, nkv, H, hd);
@@ -1394,6 +1680,7 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
     VS_FAIL(err, VS_ERROR_INTERNAL, false, "attention: workspace %zu < %zu bytes", ws.bytes,
             L.total);
   char *base = ws.ptr;
+  if (c->dt == dnnl_u8) return attention_blocked_int8(c, a, L, base, err);
   to_heads(c, a->k, a->k16, a->ld_k, a->hs_k, 0, nkv, H, hd, base + L.kh);
   to_heads(c, a->v, a->v16, a->ld_v, a->hs_v, 0, nkv, H, hd, base + L.vh);
   int bq = attn_block(a->n_q, nkv, H);
@@ -1402,8 +1689,8 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
   void *P = c->dt == dnnl_bf16 ? (void *)(base + L.p) : (void *)S;
   for (int i0 = 0; i0 < a->n_q; i0 += bq) {
     int nb = a->n_q - i0 < bq ? a->n_q - i0 : bq;
-    cpu_prim *qk = bmm_prim(c, H, nb, hd, nkv, dnnl_acb, err);
-    cpu_prim *pv = qk ? bmm_prim(c, H, nb, nkv, hd, dnnl_abc, err) : NULL;
+    cpu_prim *qk = bmm_prim(c, H, nb, hd, nkv, dnnl_acb, false, err);
+    cpu_prim *pv = qk ? bmm_prim(c, H, nb, nkv, hd, dnnl_abc, false, err) : NULL;
     if (!pv) return false;
     to_heads(c, a->q, NULL, a->ld_q, 0, i0, nb, H, hd, base + L.qb);
     if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
