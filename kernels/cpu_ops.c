@@ -26,7 +26,7 @@ typedef unsigned short bf16_t;
 typedef struct {
   vs_ops base; /* first, so a vs_ops * is a cpu_ops * */
   dnnl_engine_t engine;
-  dnnl_data_type_t dt; /* linears' matmul input type: f32, bf16, or u8 (int8 precision) */
+  dnnl_data_type_t dt;      /* linears' matmul input type: f32, bf16, or u8 (int8 precision) */
   dnnl_data_type_t attn_dt; /* attention's matmuls: bf16 in bf16, else f32 (as CTranslate2) */
   /* int8: largest |quantised weight|. 127 where oneDNN's u8 x s8 products accumulate exactly
    * (VNNI); 64 where they pass through vpmaddubsw's saturating 16-bit pair sums (AVX2, AVX-512
@@ -34,8 +34,8 @@ typedef struct {
    * bit: activations have outlier channels and need the range more (measured: 7-bit weights
    * gave a lower WER than 7-bit activations on the long benchmark corpus). Probed. */
   int w_max;
-  GMutex lock;         /* guards prims */
-  GHashTable *prims;   /* "kind:shape" -> cpu_prim *, attention matmuls */
+  GMutex lock;       /* guards prims */
+  GHashTable *prims; /* "kind:shape" -> cpu_prim *, attention matmuls */
 } cpu_ops;
 
 typedef struct {
@@ -492,7 +492,6 @@ static bool cpu_conv1d(vs_ops *ops, const vs_ops_linear *w, const float *x, int 
 }
 
 /* ---- row ops ----------------------------------------------------------------------------- */
-
 
 VS_CLONES static void ln_row(const float *xr, int d, const float *g, const float *b, float *yr) {
   float s = 0;
@@ -1183,9 +1182,21 @@ AVX2 static inline __m256 ld8(const float *x, const bf16_t *x16, long i) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k,
-                               const bf16_t *k16, long ld_k, const float *v, const bf16_t *v16,
-                               long ld_v, int n, float scale, float *o, long ld_o) {
+/* Rows [j0, j0 + nb) of a 64-wide K or V (row stride *ld): fp32 rows in place, or bf16 rows
+ * widened into wide (then *ld = 64). */
+AVX2 static const float *chunk64(const float *x, const bf16_t *x16, int j0, int nb, float *wide,
+                                 long *ld) {
+  if (!x16) return x + (long)j0 * *ld;
+  for (int j = 0; j < nb; j++)
+    for (int c = 0; c < 8; c++)
+      _mm256_store_ps(wide + j * 64 + 8 * c, ld8(NULL, x16, (long)(j0 + j) * *ld + 8 * c));
+  *ld = 64;
+  return wide;
+}
+
+AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k, const bf16_t *k16,
+                               long ld_k, const float *v, const bf16_t *v16, long ld_v, int n,
+                               float scale, float *o, long ld_o) {
   static _Thread_local float kwide[KV_CHUNK * 64] __attribute__((aligned(32))),
       vwide[KV_CHUNK * 64] __attribute__((aligned(32)));
   float acc[ATTEND_GROUP][64] __attribute__((aligned(32)));
@@ -1198,27 +1209,13 @@ AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k
   for (int j0 = 0; j0 < n; j0 += KV_CHUNK) {
     int nb = n - j0 < KV_CHUNK ? n - j0 : KV_CHUNK;
     /* bf16 K/V: widened once per chunk into fp32 for all the group's queries, not per query */
-    const float *kc = k ? k + (long)j0 * ld_k : NULL, *vc = v ? v + (long)j0 * ld_v : NULL;
     long ldk = ld_k, ldv = ld_v;
-    if (k16) {
-      for (int j = 0; j < nb; j++)
-        for (int c = 0; c < 8; c++)
-          _mm256_store_ps(kwide + j * 64 + 8 * c, ld8(NULL, k16, (long)(j0 + j) * ld_k + 8 * c));
-      kc = kwide;
-      ldk = 64;
-    }
-    if (v16) {
-      for (int j = 0; j < nb; j++)
-        for (int c = 0; c < 8; c++)
-          _mm256_store_ps(vwide + j * 64 + 8 * c, ld8(NULL, v16, (long)(j0 + j) * ld_v + 8 * c));
-      vc = vwide;
-      ldv = 64;
-    }
+    const float *kc = chunk64(k, k16, j0, nb, kwide, &ldk);
+    const float *vc = chunk64(v, v16, j0, nb, vwide, &ldv);
     for (int i = 0; i < nq; i++) {
       __m256 qv[8];
       for (int c = 0; c < 8; c++)
-        qv[c] = _mm256_mul_ps(_mm256_loadu_ps(q + (size_t)i * ld_q + 8 * c),
-                              _mm256_set1_ps(scale));
+        qv[c] = _mm256_mul_ps(_mm256_loadu_ps(q + (size_t)i * ld_q + 8 * c), _mm256_set1_ps(scale));
       int j = 0;
       for (; j + 4 <= nb; j += 4) {
         /* two chains per key, eight in all: enough independent FMAs to hide their latency */
@@ -1324,7 +1321,7 @@ static void attend_item(const vs_attn_args *a, int w, bool dp) {
       attend64_f32(q, a->ld_q, nq, a->k + ko, a->ld_k, a->v + vo, a->ld_v, n, scale, o, a->ld_o);
     return;
   }
-  if (vs_vec_use_exp8() && hd == 64 && k16 == v16) { /* AVX2 + FMA, no AVX-512 */
+  if (vs_vec_use_exp8() && hd == 64 && k16 == v16) {  /* AVX2 + FMA, no AVX-512 */
     int n = a->causal ? a->q_pos0 + i0 + 1 : a->n_kv; /* causal: nq == 1 */
     attend64_avx2(q, a->ld_q, nq, k16 ? NULL : a->k + ko, k16 ? a->k16 + ko : NULL, a->ld_k,
                   v16 ? NULL : a->v + vo, v16 ? a->v16 + vo : NULL, a->ld_v, n, scale, o, a->ld_o);
@@ -1370,7 +1367,7 @@ static int attn_block(int n_q, int n_kv, int n_head) {
 }
 
 typedef struct {
-  size_t kh, vh, qb, s, p, ob;                    /* byte offsets in the workspace */
+  size_t kh, vh, qb, s, p, ob;                       /* byte offsets in the workspace */
   size_t k_inv, k_comp, v_inv, q_inv, p_sum, dither; /* int8 only */
   size_t total;
 } attn_layout;
@@ -1389,13 +1386,13 @@ static attn_layout attn_plan(const cpu_ops *c, int n_q, int n_kv, int n_head, in
   TAKE(qb, H * bq * hd * e); /* [H][bq][hd] */
   TAKE(s, H * bq * T * 4);   /* [H][bq][n_kv] fp32 scores (int8: s32 sums, then fp32 in place) */
   TAKE(p, c->dt == dnnl_bf16 ? H * bq * T * 2 : i8 ? H * bq * T : 0); /* bf16 or u8 probabilities */
-  TAKE(ob, H * bq * hd * 4);           /* [H][bq][hd] fp32 (int8: s32) */
-  TAKE(k_inv, i8 ? H * T * 4 : 0);     /* [H][n_kv] 1 / each key's scale */
-  TAKE(k_comp, i8 ? H * T * 4 : 0);    /* [H][n_kv] 128 x sum of the key's int8 values */
-  TAKE(v_inv, i8 ? H * hd * 4 : 0);    /* [H][hd] 1 / each value channel's scale */
-  TAKE(q_inv, i8 ? H * bq * 4 : 0);    /* [H][bq] 1 / each query's scale */
-  TAKE(p_sum, i8 ? H * bq * 4 : 0);    /* [H][bq] sum of the row's u8 probabilities */
-  TAKE(dither, i8 ? T * 4 : 0);        /* [n_kv] */
+  TAKE(ob, H * bq * hd * 4);        /* [H][bq][hd] fp32 (int8: s32) */
+  TAKE(k_inv, i8 ? H * T * 4 : 0);  /* [H][n_kv] 1 / each key's scale */
+  TAKE(k_comp, i8 ? H * T * 4 : 0); /* [H][n_kv] 128 x sum of the key's int8 values */
+  TAKE(v_inv, i8 ? H * hd * 4 : 0); /* [H][hd] 1 / each value channel's scale */
+  TAKE(q_inv, i8 ? H * bq * 4 : 0); /* [H][bq] 1 / each query's scale */
+  TAKE(p_sum, i8 ? H * bq * 4 : 0); /* [H][bq] sum of the row's u8 probabilities */
+  TAKE(dither, i8 ? T * 4 : 0);     /* [n_kv] */
 #undef TAKE
   L.total = off;
   return L;
@@ -1550,18 +1547,21 @@ probs_u8_avx2(f32_alias *x, const int32_t *k_comp, const float *k_inv, float sca
   const __m256 vs = _mm256_set1_ps(s2), vms = _mm256_set1_ps(mx * s2), lo = _mm256_set1_ps(-126.0f);
   const __m256 c1 = _mm256_set1_ps(0.693147180f), c2 = _mm256_set1_ps(0.240226507f),
                c3 = _mm256_set1_ps(0.0555041087f), c4 = _mm256_set1_ps(0.00961812911f),
-               v255 = _mm256_set1_ps(255.0f), voff = _mm256_set1_ps(d_off), one = _mm256_set1_ps(1.0f);
+               v255 = _mm256_set1_ps(255.0f), voff = _mm256_set1_ps(d_off),
+               one = _mm256_set1_ps(1.0f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), top = _mm256_set1_epi32(255);
   __m256i vsum = _mm256_setzero_si256();
   for (j = 0; j + 32 <= lim; j += 32) {
     __m256i q[4];
     for (int t = 0; t < 4; t++) {
-      __m256 y = _mm256_max_ps(_mm256_fmsub_ps(_mm256_loadu_ps((float *)x + j + 8 * t), vs, vms), lo);
+      __m256 y =
+          _mm256_max_ps(_mm256_fmsub_ps(_mm256_loadu_ps((float *)x + j + 8 * t), vs, vms), lo);
       __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       __m256 f = _mm256_sub_ps(y, n);
       __m256 pf = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_fmadd_ps(c4, f, c3), f, c2), f, c1);
       pf = _mm256_fmadd_ps(pf, f, one);
-      __m256i ex = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+      __m256i ex =
+          _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
       __m256 e = _mm256_mul_ps(pf, _mm256_castsi256_ps(ex));
       __m256 d = _mm256_add_ps(_mm256_loadu_ps(dither + j + 8 * t), voff);
       d = _mm256_sub_ps(d, _mm256_and_ps(_mm256_cmp_ps(d, one, _CMP_GE_OQ), one));
@@ -1569,7 +1569,8 @@ probs_u8_avx2(f32_alias *x, const int32_t *k_comp, const float *k_inv, float sca
       vsum = _mm256_add_epi32(vsum, q[t]);
     }
     /* packs interleave 128-bit lanes; the permute puts the 32 bytes back in key order */
-    __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+    __m256i b =
+        _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
     _mm256_storeu_si256((__m256i *)(p + j), _mm256_permutevar8x32_epi32(b, order));
   }
   int32_t s32[8], sum = 0;
@@ -1642,8 +1643,8 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
 #pragma omp parallel for collapse(2) schedule(static)
     for (int h = 0; h < H; h++)
       for (int r = 0; r < nb; r++)
-        q_inv[h * nb + r] = quantize_vec(a->q, NULL, (size_t)(i0 + r) * a->ld_q + h * hs_q, hd,
-                                         127, true, qb + ((size_t)h * nb + r) * hd, NULL);
+        q_inv[h * nb + r] = quantize_vec(a->q, NULL, (size_t)(i0 + r) * a->ld_q + h * hs_q, hd, 127,
+                                         true, qb + ((size_t)h * nb + r) * hd, NULL);
     if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){qb, kh, (void *)S}, err))
       return false;
@@ -1807,7 +1808,9 @@ vs_ops *vs_ops_cpu_new(vs_ops_precision precision, GError **err) {
   c->attn_dt = precision == VS_OPS_BF16 ? dnnl_bf16 : dnnl_f32;
   c->w_max = 127;
   vs_ops *o = &c->base;
-  o->name = precision == VS_OPS_BF16 ? "cpu-bf16" : precision == VS_OPS_INT8 ? "cpu-int8" : "cpu-fp32";
+  o->name = precision == VS_OPS_BF16   ? "cpu-bf16"
+            : precision == VS_OPS_INT8 ? "cpu-int8"
+                                       : "cpu-fp32";
   o->precision = precision == VS_OPS_BF16 || precision == VS_OPS_INT8 ? precision : VS_OPS_FP32;
   o->linear_prepare = cpu_linear_prepare;
   o->conv1d_prepare = cpu_conv1d_prepare;

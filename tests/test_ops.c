@@ -91,8 +91,7 @@ static void test_linear(vs_ops *ref, vs_ops *fast, int n_in, int n_out, const in
       char what[96];
       snprintf(what, sizeof what, "linear %dx%d->%d%s%s%s", m, n_in, n_out, bias ? " +b" : "",
                fl & VS_LINEAR_GELU ? " gelu" : "", fl & VS_LINEAR_ACCUM ? " accum" : "");
-      check_err_tol(what, fast, rel_err(yf, yr, (size_t)m * n_out),
-                    linear_tol_of(fast->precision));
+      check_err_tol(what, fast, rel_err(yf, yr, (size_t)m * n_out), linear_tol_of(fast->precision));
     }
     g_free(ws.ptr);
     g_free(x);
@@ -325,9 +324,9 @@ static void test_attention_batch(vs_ops *ref, vs_ops *fast, bool bf16) {
     /* Same K/V values on both sides: only fp32 arithmetic separates them, except that the bf16
      * backend rounds Q and P to bf16 where K/V are bf16 (bf16 pair dot products) or where the
      * queries are many (the blocked path's matmuls). */
-    double tol = (fast->precision == VS_OPS_BF16 && (n_q[s] >= 32 || bf16))
-                     ? tol_of(VS_OPS_BF16)
-                     : fast->precision == VS_OPS_INT8 ? attn_tol_of(VS_OPS_INT8, n_q[s]) : 1e-5;
+    double tol = (fast->precision == VS_OPS_BF16 && (n_q[s] >= 32 || bf16)) ? tol_of(VS_OPS_BF16)
+                 : fast->precision == VS_OPS_INT8 ? attn_tol_of(VS_OPS_INT8, n_q[s])
+                                                  : 1e-5;
     CHECK_MSG(e <= tol && isfinite(e), "%s [%s]: error %.3g > %.1g", what, fast->name, e, tol);
     printf("  %-44s %-9s err %.2e\n", what, fast->name, e);
     g_free(q[s]);
@@ -504,8 +503,8 @@ static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
  * Near-full-scale operands of one sign are where a 16-bit pair sum would saturate; the backend
  * must match one weight width (8 bits, or 7 where that avoids the saturation) to float
  * rounding. */
-static void emulate_int8(const float *x, const float *w, const float *b, int m, int n_in,
-                         int n_out, int w_max, float *y) {
+static void emulate_int8(const float *x, const float *w, const float *b, int m, int n_in, int n_out,
+                         int w_max, float *y) {
   for (int i = 0; i < m; i++) {
     const float *xr = x + (size_t)i * n_in;
     float ax = 0;
@@ -529,7 +528,7 @@ static void emulate_int8(const float *x, const float *w, const float *b, int m, 
 static void test_int8_exact(vs_ops *fast) {
   GError *err = NULL;
   enum { M = 9, N_IN = 384, N_OUT = 40 };
-  float *x = g_new(float, M * N_IN), *w = g_new(float, N_OUT * N_IN);
+  float *x = g_new(float, M *N_IN), *w = g_new(float, N_OUT *N_IN);
   float *b = rand_buf(N_OUT, 0.5f);
   for (int i = 0; i < M * N_IN; i++) /* rows 0-3 near full scale and positive: saturation bait */
     x[i] = i < 4 * N_IN ? 0.9f + 0.1f * fabsf(frand()) : frand();
@@ -537,7 +536,7 @@ static void test_int8_exact(vs_ops *fast) {
     w[i] = i < 8 * N_IN ? 0.8f + 0.2f * fabsf(frand()) : frand();
   vs_ops_linear *l = fast->linear_prepare(fast, w, b, N_OUT, N_IN, "int8 exact", &err);
   VS_GERROR_CHECK(l, err);
-  float *y = g_new(float, M * N_OUT), *e8 = g_new(float, M * N_OUT), *e7 = g_new(float, M * N_OUT);
+  float *y = g_new(float, M *N_OUT), *e8 = g_new(float, M *N_OUT), *e7 = g_new(float, M *N_OUT);
   vs_ops_ws ws = ws_new(fast->linear_ws(fast, M, N_IN, 0));
   bool ok = fast->linear(fast, l, x, M, y, 0, ws, &err);
   VS_GERROR_CHECK(ok, err);
@@ -546,8 +545,8 @@ static void test_int8_exact(vs_ops *fast) {
   double d8 = rel_err(y, e8, M * N_OUT), d7 = rel_err(y, e7, M * N_OUT);
   CHECK_MSG(d8 < 1e-6 || d7 < 1e-6, "int8 linear is neither 8- nor 7-bit exact: %.2g, %.2g", d8,
             d7);
-  printf("  %-44s %-9s matches %d-bit weights (err %.1e)\n", "int8 linear, exact sums",
-         fast->name, d8 < 1e-6 ? 8 : 7, d8 < 1e-6 ? d8 : d7);
+  printf("  %-44s %-9s matches %d-bit weights (err %.1e)\n", "int8 linear, exact sums", fast->name,
+         d8 < 1e-6 ? 8 : 7, d8 < 1e-6 ? d8 : d7);
   g_free(ws.ptr);
   fast->linear_free(fast, l);
   g_free(x);
@@ -575,9 +574,19 @@ static void test_attention_int8(vs_ops *ref, vs_ops *fast) {
           q[(size_t)i * WD + h * HD] = 8.0f;
         k[(size_t)h * HD] = logf(1000.0f);
       }
-    float *or = g_new(float, (size_t)NQ * WD), *of = g_new(float, (size_t)NQ * WD);
-    vs_attn_args a = {.q = q, .k = k, .v = v, .ld_q = WD, .ld_k = WD, .ld_v = WD, .ld_o = WD,
-                      .n_q = NQ, .n_kv = NKV, .n_head = H, .head_dim = HD, .o = or};
+    float * or = g_new(float, (size_t)NQ *WD), *of = g_new(float, (size_t)NQ *WD);
+    vs_attn_args a = {.q = q,
+                      .k = k,
+                      .v = v,
+                      .ld_q = WD,
+                      .ld_k = WD,
+                      .ld_v = WD,
+                      .ld_o = WD,
+                      .n_q = NQ,
+                      .n_kv = NKV,
+                      .n_head = H,
+                      .head_dim = HD,
+                      .o = or };
     VS_GERROR_CHECK(ref->attention(ref, &a, (vs_ops_ws){0}, &err), err);
     vs_ops_ws ws = ws_new(fast->attention_ws(fast, NQ, NKV, H, HD));
     a.o = of;
