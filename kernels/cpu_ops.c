@@ -214,6 +214,34 @@ static void cpu_linear_free(vs_ops *ops, vs_ops_linear *l) {
   g_free(l);
 }
 
+/* Round to nearest even by the 1.5 * 2^23 trick, which vectorises where nearbyintf does not. */
+static inline int rne(float x) {
+  return (int)((x + 12582912.0f) - 12582912.0f);
+}
+
+/* One vector to int8 with its own scale qmax / amax (weights: rows; activations: rows; attention:
+ * queries and keys), optionally shifted by 128 into u8. Returns 1 / scale; *sum (if given) gets
+ * the sum of the int8 values, before the shift. */
+VS_CLONES static float quantize_vec(const float *v, int n, int qmax, bool shift, uint8_t *dst,
+                                    int32_t *sum) {
+  float amax = 0;
+#pragma omp simd reduction(max : amax)
+  for (int e = 0; e < n; e++) {
+    float a = v[e] < 0 ? -v[e] : v[e];
+    amax = a > amax ? a : amax;
+  }
+  float scale = amax != 0.0f ? qmax / amax : 1.0f;
+  int32_t s = 0, sh = shift ? 128 : 0;
+#pragma omp simd reduction(+ : s)
+  for (int e = 0; e < n; e++) {
+    int q = rne(v[e] * scale);
+    s += q;
+    dst[e] = (uint8_t)(q + sh);
+  }
+  if (sum) *sum = s;
+  return 1.0f / scale;
+}
+
 /* int8 weights as CTranslate2 makes them: per output row, scale 127 / amax (w_max / amax),
  * round to nearest even. Returns the [n_out][n_in] int8 copy; w_inv and comp of l are filled. */
 static int8_t *quantize_weight(cpu_ops *c, vs_ops_linear *l, const float *w) {
@@ -221,20 +249,10 @@ static int8_t *quantize_weight(cpu_ops *c, vs_ops_linear *l, const float *w) {
   l->w_inv = g_new(float, l->n_out);
   l->comp = g_new(int32_t, l->n_out);
   for (int o = 0; o < l->n_out; o++) {
-    const float *wr = w + (size_t)o * l->n_in;
-    float amax = 0;
-    for (int k = 0; k < l->n_in; k++)
-      amax = fmaxf(amax, fabsf(wr[k]));
-    float scale = amax != 0.0f ? (float)c->w_max / amax : 1.0f;
-    int32_t sum = 0;
-    for (int k = 0; k < l->n_in; k++) {
-      int8_t v = (int8_t)nearbyintf(wr[k] * scale);
-      q[(size_t)o * l->n_in + k] = v;
-      sum += v;
-    }
-    l->w_inv[o] = 1.0f / scale;
+    size_t off = (size_t)o * l->n_in;
+    l->w_inv[o] = quantize_vec(w + off, l->n_in, c->w_max, false, (uint8_t *)q + off, &l->comp[o]);
     /* activations arrive shifted to u8 by 128: remove that shift times the row sum */
-    l->comp[o] = 128 * sum;
+    l->comp[o] *= 128;
   }
   return q;
 }
@@ -329,26 +347,12 @@ static size_t cpu_linear_ws(const vs_ops *ops, int m, int n_in, int n_out_accum)
   return ws_for(((const cpu_ops *)ops)->dt, m, n_in, n_out_accum);
 }
 
-/* Per row: scale = 127 / amax, q = round-to-nearest-even(x * scale) shifted by 128 into u8
- * (CTranslate2's rule for oneDNN); inv[i] = 1 / scale. */
-VS_CLONES static void quantize_rows(const float *x, int m, int n, uint8_t *q, float *inv) {
+/* Per row: scale = 127 / amax, round to nearest even, shifted by 128 into u8 (CTranslate2's rule
+ * for oneDNN); inv[i] = 1 / scale. */
+static void quantize_rows(const float *x, int m, int n, uint8_t *q, float *inv) {
 #pragma omp parallel for schedule(static) if (m > 4)
-  for (int i = 0; i < m; i++) {
-    const float *xr = x + (size_t)i * n;
-    float amax = 0;
-#pragma omp simd reduction(max : amax)
-    for (int k = 0; k < n; k++) {
-      float a = xr[k] < 0 ? -xr[k] : xr[k];
-      amax = a > amax ? a : amax;
-    }
-    float scale = amax != 0.0f ? 127.0f / amax : 1.0f;
-    uint8_t *qr = q + (size_t)i * n;
-#pragma omp simd
-    for (int k = 0; k < n; k++)
-      /* the 1.5 * 2^23 trick rounds to nearest even, and vectorises where nearbyintf does not */
-      qr[k] = (uint8_t)(int)((xr[k] * scale + 12582912.0f) - 12582912.0f + 128.0f);
-    inv[i] = 1.0f / scale;
-  }
+  for (int i = 0; i < m; i++)
+    inv[i] = quantize_vec(x + (size_t)i * n, n, 127, true, q + (size_t)i * n, NULL);
 }
 
 typedef int32_t __attribute__((may_alias)) s32_alias;
@@ -1245,10 +1249,7 @@ AVX2 static void attend64_avx2(const float *q, long ld_q, int nq, const float *k
       int t = 0;
       for (; t + 8 <= nb; t += 8)
         vm = _mm256_max_ps(vm, _mm256_loadu_ps(sc + t));
-      float lanes[8], bm = mx[i];
-      _mm256_storeu_ps(lanes, vm);
-      for (int u = 0; u < 8; u++)
-        bm = lanes[u] > bm ? lanes[u] : bm;
+      float bm = vs_vec_hmax8(vm);
       for (; t < nb; t++)
         bm = sc[t] > bm ? sc[t] : bm;
       float corr = mx[i] == -INFINITY ? 0.0f : vs_vec_expf(mx[i] - bm);
@@ -1456,33 +1457,6 @@ static void to_heads(const cpu_ops *c, const float *x, const bf16_t *x16, int ld
  * expectation and spreads the error over neighbouring frames, whose values are alike. The
  * output divides by the sum of the rounded weights, so each row stays a weighted mean. */
 
-/* x[j] = round(src(j) * scale) for keys/values/queries: per-row int8 (|q| <= qmax), optionally
- * shifted by 128 into u8. Returns 1 / scale; *sum gets the sum of the int8 values. */
-VS_CLONES static float quantize_vec(const float *x, const bf16_t *x16, size_t si, int n, int qmax,
-                                    bool shift, uint8_t *dst, int32_t *sum) {
-  float buf[n];
-  if (x16)
-    for (int e = 0; e < n; e++)
-      buf[e] = kv_at(NULL, x16, (long)(si + e));
-  const float *v = x16 ? buf : x + si;
-  float amax = 0;
-#pragma omp simd reduction(max : amax)
-  for (int e = 0; e < n; e++) {
-    float a = v[e] < 0 ? -v[e] : v[e];
-    amax = a > amax ? a : amax;
-  }
-  float scale = amax != 0.0f ? qmax / amax : 1.0f;
-  int32_t s = 0, sh = shift ? 128 : 0;
-#pragma omp simd reduction(+ : s)
-  for (int e = 0; e < n; e++) {
-    int q = (int)((v[e] * scale + 12582912.0f) - 12582912.0f);
-    s += q;
-    dst[e] = (uint8_t)(q + sh);
-  }
-  if (sum) *sum = s;
-  return 1.0f / scale;
-}
-
 /* Values per (head, channel) over all keys: [H][n_kv][hd] s8 and v_inv [H][hd]. */
 static void quantize_values(const vs_attn_args *a, int w_max, int8_t *vh, float *v_inv) {
   int H = a->n_head, hd = a->head_dim, T = a->n_kv;
@@ -1504,9 +1478,7 @@ static void quantize_values(const vs_attn_args *a, int w_max, int8_t *vh, float 
     for (int j = 0; j < T; j++) {
       int8_t *d = vh + ((size_t)h * T + j) * hd;
       for (int c = 0; c < hd; c++)
-        d[c] = (int8_t)(int)((kv_at(a->v, a->v16, (long)j * a->ld_v + h * hs + c) * scale[c] +
-                              12582912.0f) -
-                             12582912.0f);
+        d[c] = (int8_t)rne(kv_at(a->v, a->v16, (long)j * a->ld_v + h * hs + c) * scale[c]);
     }
   }
 }
@@ -1533,10 +1505,7 @@ probs_u8_avx2(f32_alias *x, const int32_t *k_comp, const float *k_inv, float sca
     _mm256_storeu_ps((float *)x + j, f);
     vmx = _mm256_max_ps(vmx, f);
   }
-  float lane[8], mx = -INFINITY;
-  _mm256_storeu_ps(lane, vmx);
-  for (int t = 0; t < 8; t++)
-    mx = lane[t] > mx ? lane[t] : mx;
+  float mx = vs_vec_hmax8(vmx);
   for (; j < lim; j++) {
     x[j] = (float)(si[j] - k_comp[j]) * k_inv[j];
     mx = x[j] > mx ? x[j] : mx;
@@ -1626,8 +1595,13 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
   for (int h = 0; h < H; h++)
     for (int j = 0; j < nkv; j++) {
       size_t i = (size_t)h * nkv + j;
-      k_inv[i] = quantize_vec(a->k, a->k16, (size_t)j * a->ld_k + h * hs_k, hd, c->w_max, false,
-                              (uint8_t *)kh + i * hd, &k_comp[i]);
+      size_t off = (size_t)j * a->ld_k + h * hs_k;
+      float wide[hd];
+      if (a->k16)
+        for (int e = 0; e < hd; e++)
+          wide[e] = kv_at(NULL, a->k16, (long)(off + e));
+      const float *kr = a->k16 ? wide : a->k + off;
+      k_inv[i] = quantize_vec(kr, hd, c->w_max, false, (uint8_t *)kh + i * hd, &k_comp[i]);
       k_comp[i] *= 128;
     }
   quantize_values(a, c->w_max, vh, v_inv);
@@ -1643,7 +1617,7 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
 #pragma omp parallel for collapse(2) schedule(static)
     for (int h = 0; h < H; h++)
       for (int r = 0; r < nb; r++)
-        q_inv[h * nb + r] = quantize_vec(a->q, NULL, (size_t)(i0 + r) * a->ld_q + h * hs_q, hd, 127,
+        q_inv[h * nb + r] = quantize_vec(a->q + (size_t)(i0 + r) * a->ld_q + h * hs_q, hd, 127,
                                          true, qb + ((size_t)h * nb + r) * hd, NULL);
     if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){qb, kh, (void *)S}, err))

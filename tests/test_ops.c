@@ -220,9 +220,19 @@ static void test_rowops(vs_ops *ref, vs_ops *fast, int m, int d) {
 
 /* Q, K, V interleaved in one [rows][3*width] buffer as the fused QKV linear leaves them, so the
  * leading dimensions differ from the head width. */
+/* a through the reference into or and through the fast backend into of. */
+static void attend_both(vs_ops *ref, vs_ops *fast, vs_attn_args a, float * or, float *of) {
+  GError *err = NULL;
+  a.o = or ;
+  VS_GERROR_CHECK(ref->attention(ref, &a, (vs_ops_ws){0}, &err), err);
+  vs_ops_ws ws = ws_new(fast->attention_ws(fast, a.n_q, a.n_kv, a.n_head, a.head_dim));
+  a.o = of;
+  VS_GERROR_CHECK(fast->attention(fast, &a, ws, &err), err);
+  g_free(ws.ptr);
+}
+
 static void test_attention(vs_ops *ref, vs_ops *fast, int n_q, int n_kv, int n_head, int hd,
                            bool causal, int q_pos0, const char *label) {
-  GError *err = NULL;
   int wd = n_head * hd, ld = 3 * wd;
   int rows = n_q > n_kv ? n_q : n_kv;
   float *qkv = rand_buf((size_t)rows * ld, 2.0f);
@@ -240,13 +250,7 @@ static void test_attention(vs_ops *ref, vs_ops *fast, int n_q, int n_kv, int n_h
                     .head_dim = hd,
                     .causal = causal,
                     .q_pos0 = q_pos0};
-  a.o = or ;
-  bool ok = ref->attention(ref, &a, (vs_ops_ws){0}, &err);
-  VS_GERROR_CHECK(ok, err);
-  a.o = of;
-  vs_ops_ws ws = ws_new(fast->attention_ws(fast, n_q, n_kv, n_head, hd));
-  ok = fast->attention(fast, &a, ws, &err);
-  VS_GERROR_CHECK(ok, err);
+  attend_both(ref, fast, a, or, of);
   char what[96];
   snprintf(what, sizeof what, "attention %s q=%d kv=%d h=%d hd=%d%s", label, n_q, n_kv, n_head, hd,
            causal ? " causal" : "");
@@ -255,7 +259,6 @@ static void test_attention(vs_ops *ref, vs_ops *fast, int n_q, int n_kv, int n_h
   /* With causal and q_pos0 = 0 the first query sees only key 0: its output is V[0] exactly
    * (up to the bf16 rounding of V). */
   if (causal && q_pos0 == 0) CHECK_NEAR(or [0], qkv[2 * wd], 1e-6);
-  g_free(ws.ptr);
   g_free(qkv);
   g_free(or);
   g_free(of);
@@ -563,7 +566,6 @@ static void test_int8_exact(vs_ops *fast) {
  * the nearest step would drop them all (error about 1.5); the dither must keep their sum. */
 static void test_attention_int8(vs_ops *ref, vs_ops *fast) {
   enum { NQ = 64, NKV = 1500, H = 6, HD = 64, WD = H * HD };
-  GError *err = NULL;
   for (int tail = 0; tail <= 1; tail++) {
     float *q = rand_buf((size_t)NQ * WD, tail ? 0.0f : 8.0f);
     float *k = rand_buf((size_t)NKV * WD, tail ? 0.0f : 2.0f);
@@ -585,15 +587,10 @@ static void test_attention_int8(vs_ops *ref, vs_ops *fast) {
                       .n_q = NQ,
                       .n_kv = NKV,
                       .n_head = H,
-                      .head_dim = HD,
-                      .o = or };
-    VS_GERROR_CHECK(ref->attention(ref, &a, (vs_ops_ws){0}, &err), err);
-    vs_ops_ws ws = ws_new(fast->attention_ws(fast, NQ, NKV, H, HD));
-    a.o = of;
-    VS_GERROR_CHECK(fast->attention(fast, &a, ws, &err), err);
+                      .head_dim = HD};
+    attend_both(ref, fast, a, or, of);
     check_err_tol(tail ? "attention int8 tail q=64 kv=1500" : "attention int8 peaked q=64 kv=1500",
                   fast, rel_err(of, or, (size_t)NQ * WD), tail ? 0.1 : 4e-2);
-    g_free(ws.ptr);
     g_free(q);
     g_free(k);
     g_free(v);
