@@ -249,10 +249,22 @@ static int8_t *quantize_weight(cpu_ops *c, vs_ops_linear *l, const float *w) {
   l->w_inv = g_new(float, l->n_out);
   l->comp = g_new(int32_t, l->n_out);
   for (int o = 0; o < l->n_out; o++) {
-    size_t off = (size_t)o * l->n_in;
-    l->w_inv[o] = quantize_vec(w + off, l->n_in, c->w_max, false, (uint8_t *)q + off, &l->comp[o]);
+    const float *wr = w + (size_t)o * l->n_in;
+    float amax = 0;
+    for (int k = 0; k < l->n_in; k++)
+      amax = fmaxf(amax, fabsf(wr[k]));
+    float scale = amax != 0.0f ? (float)c->w_max / amax : 1.0f;
+    int32_t sum = 0;
+    /* nearbyintf of the rounded product, not quantize_vec: there the compiler may fuse the
+     * product into the rounding (FMA), which rounds a few ties differently */
+    for (int k = 0; k < l->n_in; k++) {
+      int8_t v = (int8_t)nearbyintf(wr[k] * scale);
+      q[(size_t)o * l->n_in + k] = v;
+      sum += v;
+    }
+    l->w_inv[o] = 1.0f / scale;
     /* activations arrive shifted to u8 by 128: remove that shift times the row sum */
-    l->comp[o] *= 128;
+    l->comp[o] = 128 * sum;
   }
   return q;
 }
