@@ -1,6 +1,6 @@
 /* vs_bench_encoder: throughput of the Whisper encoder and of decoder steps on the CPU backend,
- * in fp32, bf16 and int8, reported as time and GFLOP/s with the FLOP formulas of the reference sheet
- * (2 per multiply-add; layer norms, softmax and elementwise work left out).
+ * in fp32, bf16 and int8, reported as time and GFLOP/s with the FLOP formulas of the reference
+ * sheet (2 per multiply-add; layer norms, softmax and elementwise work left out).
  *
  * usage: vs_bench_encoder [MODEL.h5] [--windows=N] [--steps=N] [--batch=N] [--threads=N]
  *                         [--precision=fp32|bf16|int8] (default: all three)
@@ -77,7 +77,7 @@ static void bench(const vs_model *m, vs_precision prec, int n_windows, int n_ste
   const int *tp[batch];
   for (int b = 0; b < batch; b++) {
     slots[b] = b;
-    wins[b] = b % n_windows;
+    wins[b] = (int)((long)b * n_windows / batch); /* neighbours share a window, as beams do */
     ns[b] = 3;
     tp[b] = prompt;
     toks[b] = 1000 + b;

@@ -419,10 +419,11 @@ static void test_attention_grouped(vs_ops *ref, vs_ops *fast, bool bf16) {
   g_free(or);
 }
 
-/* The packed cross-attention K/V form (where a backend has one) against the reference on the
- * same bf16-rounded keys: key counts around the 16-key blocks and the 256-key chunks, query
- * counts on both sides of the many-query path, grouped vs one by one bit-identical; a backend
- * without the form must refuse packed K/V rather than read it as rows. */
+/* The packed cross-attention K/V forms (where a backend has one: bf16 precision on AVX512-BF16,
+ * int8 precision on AVX2; both hold bf16) against the reference on the same bf16-rounded keys: key
+ * counts around the 16-key blocks and the 256-key chunks, query counts on both sides of the
+ * many-query path, grouped vs one by one bit-identical; a backend without the form must refuse
+ * packed K/V rather than read it as rows. */
 static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
   GError *err = NULL;
   enum { H = 6, HD = 64, WD = H * HD };
@@ -447,7 +448,7 @@ static void test_attention_packed(vs_ops *ref, vs_ops *fast) {
     return;
   }
   const int n_kvs[] = {1, 15, 16, 17, 255, 256, 257, 1500};
-  const int n_qs[] = {1, 3, 13, 40};
+  const int n_qs[] = {1, 2, 3, 5, 6, 7, 13, 40}; /* 7 and 13: groups split in parts */
   for (size_t ki = 0; ki < G_N_ELEMENTS(n_kvs); ki++) {
     int nkv = n_kvs[ki];
     float *kv = rand_buf((size_t)nkv * 2 * WD, 2.0f);
@@ -560,6 +561,47 @@ static void test_int8_exact(vs_ops *fast) {
   g_free(e7);
 }
 
+/* int8 linears sum integers exactly, so a row's output cannot depend on how many rows share the
+ * call, whichever kernel, row block or tile (and tail of either) the backend picks for that row
+ * count: bit for bit, with every epilogue. */
+static void test_int8_rows_exact(vs_ops *fast, int n_in, int n_out, bool bias) {
+  GError *err = NULL;
+  enum { M = 300 };
+  const int parts[] = {1, 3, 4, 45, 247}; /* sums to M */
+  float *x = rand_buf((size_t)M * n_in, 2.0f), *w = rand_buf((size_t)n_out * n_in, 0.1f);
+  float *b = bias ? rand_buf(n_out, 0.5f) : NULL, *y0 = rand_buf((size_t)M * n_out, 1.0f);
+  float *ya = g_new(float, (size_t)M *n_out), *yb = g_new(float, (size_t)M *n_out);
+  vs_ops_linear *l = fast->linear_prepare(fast, w, b, n_out, n_in, "rows exact", &err);
+  VS_GERROR_CHECK(l, err);
+  const unsigned flags[] = {0, VS_LINEAR_ACCUM, VS_LINEAR_GELU};
+  for (size_t f = 0; f < G_N_ELEMENTS(flags); f++) {
+    vs_ops_ws ws = ws_new(fast->linear_ws(fast, M, n_in, n_out));
+    memcpy(ya, y0, (size_t)M * n_out * sizeof(float));
+    memcpy(yb, y0, (size_t)M * n_out * sizeof(float));
+    VS_GERROR_CHECK(fast->linear(fast, l, x, M, ya, flags[f], ws, &err), err);
+    int r = 0;
+    for (size_t p = 0; p < G_N_ELEMENTS(parts); r += parts[p++])
+      VS_GERROR_CHECK(fast->linear(fast, l, x + (size_t)r * n_in, parts[p], yb + (size_t)r * n_out,
+                                   flags[f], ws, &err),
+                      err);
+    CHECK(r == M);
+    char what[96];
+    snprintf(what, sizeof what, "int8 rows exact %dx%d->%d%s flags=%u", M, n_in, n_out,
+             bias ? " +b" : "", flags[f]);
+    CHECK_MSG(memcmp(ya, yb, (size_t)M * n_out * sizeof(float)) == 0,
+              "%s [%s]: rows differ with the row count of the call", what, fast->name);
+    printf("  %-44s %-9s identical\n", what, fast->name);
+    g_free(ws.ptr);
+  }
+  fast->linear_free(fast, l);
+  g_free(x);
+  g_free(w);
+  g_free(b);
+  g_free(y0);
+  g_free(ya);
+  g_free(yb);
+}
+
 /* int8 attention on rows that are not near-uniform. "peaked": larger logits, as in trained
  * heads (most weight on a few keys). "tail": one key at weight 1 and 1499 keys at 1/1000 each,
  * every one below half an 8-bit step, yet together 60 % of the row's weight: rounding each to
@@ -657,6 +699,10 @@ int main(void) {
   VS_GERROR_CHECK(i8, err);
   CHECK(i8->precision == VS_OPS_INT8);
   test_int8_exact(i8);
+  test_int8_rows_exact(i8, 384, 1152, true);
+  test_int8_rows_exact(i8, 1536, 384, true);
+  test_int8_rows_exact(i8, 384, 51864, false); /* 51864: the last panel is 8 wide */
+  test_int8_rows_exact(i8, 17, 29, true);      /* shapes sg_gemm does not take */
   run_all(ref, i8);
   test_attention_int8(ref, i8);
   vs_ops_free(i8);
