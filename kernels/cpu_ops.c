@@ -253,11 +253,16 @@ static int8_t *quantize_weight(cpu_ops *c, vs_ops_linear *l, const float *w) {
   int8_t *q = g_malloc((size_t)l->n_out * l->n_in);
   l->w_inv = g_new(float, l->n_out);
   l->comp = g_new(int32_t, l->n_out);
+  /* rows are independent: in parallel, as start-up waits for all the model's linears */
+#pragma omp parallel for schedule(static) if (l->n_out >= 256)
   for (int o = 0; o < l->n_out; o++) {
     const float *wr = w + (size_t)o * l->n_in;
     float amax = 0;
-    for (int k = 0; k < l->n_in; k++)
-      amax = fmaxf(amax, fabsf(wr[k]));
+#pragma omp simd reduction(max : amax)
+    for (int k = 0; k < l->n_in; k++) {
+      float a = fabsf(wr[k]);
+      amax = a > amax ? a : amax;
+    }
     float scale = amax != 0.0f ? (float)c->w_max / amax : 1.0f;
     int32_t sum = 0;
     /* nearbyintf of the rounded product, not quantize_vec: there the compiler may fuse the
@@ -297,9 +302,12 @@ static bool sg_usable(const cpu_ops *c, int n_out, int n_in) {
 static int8_t *sg_pack(const int8_t *q, int n_out, int n_in) {
   int8_t *p = g_aligned_alloc((size_t)n_out * n_in, 1, 64);
   size_t kq = (size_t)n_in / 4;
-  for (int o = 0; o < n_out; o++)
-    for (int k = 0; k < n_in; k++)
-      p[(((size_t)(o / 8) * kq + k / 4) * 8 + o % 8) * 4 + k % 4] = q[(size_t)o * n_in + k];
+#pragma omp parallel for schedule(static) if (n_out >= 256)
+  for (int ob = 0; ob < n_out / 8; ob++) /* written in order, one block of 8 rows at a time */
+    for (size_t k4 = 0; k4 < kq; k4++)
+      for (int o = 0; o < 8; o++)
+        memcpy(p + (((size_t)ob * kq + k4) * 8 + o) * 4, q + (size_t)(ob * 8 + o) * n_in + k4 * 4,
+               4);
   return p;
 }
 

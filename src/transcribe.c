@@ -473,8 +473,19 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
                     VS_TRANSCRIBE_EXIT_FATAL))
     goto out;
 
-  /* The read-only model, then this rank's run state sized for one batch. */
+  /* The read-only model, then this rank's run state sized for one batch. The front end (on
+   * worker threads) starts as soon as the model file says how many mels it wants: it decodes
+   * and cuts the first files while the weights are being prepared, instead of after. */
+  vs_frontend *fe = NULL;
+  fe_ctx fctx = {NULL, NULL};
   bool ok = (model = vs_model_load(o->model_path, &err)) != NULL;
+  if (ok) ok = (mel = vs_mel_init(vs_model_hparams(model)->n_mels, &err)) != NULL;
+  if (ok && o->batched) ok = (vad = vs_vad_load(o->vad_path, &err)) != NULL;
+  if (ok) {
+    fctx = (fe_ctx){mel, vad};
+    fe = vs_frontend_start(job.corpus, job.own, job.n_own, o->frontend_threads, o->queue,
+                           make_payload, payload_free, &fctx);
+  }
   if (ok) {
     vs_whisper_params wp = vs_whisper_default_params();
     wp.backend = VS_BACKEND_CPU;
@@ -503,20 +514,22 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
         o->batched ? vs_search_slots_max(&r.batched_search) : vs_search_slots_max(&o->lf.search);
     ok = (st = vs_whisper_state_init(w, o->batch_size, o->batch_size * slots, &err)) != NULL;
   }
-  if (ok) ok = (mel = vs_mel_init(vs_model_hparams(model)->n_mels, &err)) != NULL;
-  if (ok && o->batched) ok = (vad = vs_vad_load(o->vad_path, &err)) != NULL;
   if (ok) ok = (r.journal = vs_journal_open(o->out, rank, job.run, world, &err)) != NULL;
   ok = ok && vs_job_open_errors(&job, &err);
   if (!ok) vs_error("%s", err->message);
   g_clear_error(&err);
-  if (!vs_job_agree(c, ok, "loading the model and opening outputs", VS_TRANSCRIBE_EXIT_FATAL))
+  if (!vs_job_agree(c, ok, "loading the model and opening outputs", VS_TRANSCRIBE_EXIT_FATAL)) {
+    if (fe) {
+      vs_frontend_cancel(fe);
+      vs_frontend_free(fe);
+    }
     goto out;
+  }
   if (rank == 0)
     vs_info("model %s: %d mels, d=%d, %d+%d layers, vocabulary %d, precision %s", o->model_path,
             vs_model_hparams(model)->n_mels, vs_model_hparams(model)->n_audio_state,
             vs_model_hparams(model)->n_audio_layer, vs_model_hparams(model)->n_text_layer,
-            vs_model_hparams(model)->n_vocab,
-            vs_precision_name(vs_whisper_precision(w)));
+            vs_model_hparams(model)->n_vocab, vs_precision_name(vs_whisper_precision(w)));
   dec = vs_longform_whisper_decoder(st, w);
   r.lm = (vs_longform_model){&dec, r.tok, &vocab, vs_model_hparams(model)->n_mels};
 
@@ -527,11 +540,8 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
     vs_coll_abort(c, VS_TRANSCRIBE_EXIT_FATAL);
   }
 
-  /* Front end on worker threads; model, outputs and MPI on this thread. */
-  fe_ctx fctx = {mel, vad};
+  /* Front end on worker threads (started above); model, outputs and MPI on this thread. */
   vs_info("start-up (plan, model load) %.2f s", (g_get_monotonic_time() - t_start) / 1e6);
-  vs_frontend *fe = vs_frontend_start(job.corpus, job.own, job.n_own, o->frontend_threads, o->queue,
-                                      make_payload, payload_free, &fctx);
   bool work_ok = consume(&r, fe, &err);
   if (!work_ok) {
     vs_error("transcribing: %s (published transcripts are kept; a rerun redoes the rest)",
@@ -570,8 +580,7 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
       vs_job_json_string(b, "voxshard_version", VS_VERSION);
       vs_job_json_string(b, "model", o->model_path);
       vs_job_json_string(b, "mode", o->batched ? "batched" : "sequential");
-      vs_job_json_string(b, "precision",
-                         vs_precision_name(vs_whisper_precision(w)));
+      vs_job_json_string(b, "precision", vs_precision_name(vs_whisper_precision(w)));
       vs_job_json_int(b, "beam_size", o->lf.search.beam_size);
       vs_job_json_int(b, "batch_size", o->batch_size);
       vs_job_json_int(b, "run", job.run);
