@@ -1161,7 +1161,8 @@ static size_t pk_head_elems(int n_kv) { /* K and V of one head */
   return (size_t)pk_keys(n_kv) * 64 * 2;
 }
 
-/* The AVX2 form (no AVX-512; bf16 and int8 precision), per head:
+/* The AVX2 form (int8 precision without AVX-512; the bf16 backend exists only with native bf16,
+ * which has the form above), per head:
  *   K [np/16 blocks][64 dims][16 keys]: for one dim, the scores of 16 keys take two FMAs per
  *     query, so a group's queries share every K load and nothing is reduced across lanes;
  *   V [4 dim groups][np keys][16 dims]: P V keeps a group's queries x 16 dims in registers
@@ -1176,9 +1177,7 @@ typedef enum { PK_NONE, PK_BF16DP, PK_AVX2 } pk_form;
 static pk_form pk_form_of(const cpu_ops *c, int n_kv, int head_dim) {
   if (head_dim != 64 || n_kv < 1) return PK_NONE;
   if (c->dt == dnnl_bf16 && have_avx512bf16) return PK_BF16DP;
-  if ((c->dt == dnnl_bf16 || c->dt == dnnl_u8) && !have_avx512 && vs_vec_use_exp8() &&
-      n_kv <= PK2_MAX_KEYS)
-    return PK_AVX2;
+  if (c->dt == dnnl_u8 && !have_avx512 && vs_vec_use_exp8() && n_kv <= PK2_MAX_KEYS) return PK_AVX2;
   return PK_NONE;
 }
 
