@@ -452,7 +452,7 @@ static void cross_store(const vs_whisper_state *st, void *dst, const float *x, i
     st->w->ops->kv_pack(st->w->ops, x, 2L * d, ta, n_head, hd, dst);
     return;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 32)
   for (int t = 0; t < ta; t++)
     for (int kh = 0; kh < 2 * n_head; kh++) {
       const float *src = x + (size_t)t * 2 * d + (size_t)kh * hd;
@@ -467,7 +467,7 @@ static void cross_store(const vs_whisper_state *st, void *dst, const float *x, i
 /* rows x [n][width] fp32 (leading dimension ld) into the cache's rows [n][width]. */
 static void kv_store(const vs_whisper_state *st, void *dst, const float *x, int n, int width,
                      long ld) {
-#pragma omp parallel for schedule(static) if (n > 64)
+#pragma omp parallel for schedule(dynamic, 16) if (n > 64)
   for (int i = 0; i < n; i++) {
     if (st->kv16)
       vs_ops_f32_to_bf16(x + i * ld, (unsigned short *)dst + (size_t)i * width, width);

@@ -124,7 +124,7 @@ static bool prim_run(cpu_ops *c, const cpu_prim *cp, int n, const int *args, voi
 
 __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"))) static void
 to_bf16_rows(const float *x, bf16_t *y, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 16384)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n > 16384)
   for (size_t i = 0; i < n; i++) {
     unsigned int u;
     memcpy(&u, &x[i], 4);
@@ -409,7 +409,7 @@ static size_t cpu_linear_ws(const vs_ops *ops, int m, int n_in, int n_out_accum)
 /* Per row: scale = 127 / amax, round to nearest even, shifted by 128 into u8 (CTranslate2's rule
  * for oneDNN); inv[i] = 1 / scale. */
 static void quantize_rows(const float *x, int m, int n, uint8_t *q, float *inv) {
-#pragma omp parallel for schedule(static) if (m > 4)
+#pragma omp parallel for schedule(dynamic, 8) if (m > 4)
   for (int i = 0; i < m; i++)
     inv[i] = quantize_vec(x + (size_t)i * n, n, 127, true, q + (size_t)i * n, NULL);
 }
@@ -427,7 +427,7 @@ VS_CLONES static void dequantize_rows(const s32_alias *sums, const vs_ops_linear
   const int32_t *comp = l->comp;
   const float *w_inv = l->w_inv, *b = l->b;
   bool accum = flags & VS_LINEAR_ACCUM;
-#pragma omp parallel for schedule(static) if ((size_t)m * n > 16384)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)m * n > 16384)
   for (int i = 0; i < m; i++) {
     const s32_alias *sr = sums + (size_t)i * n;
     f32_alias *yr = y + (size_t)i * n;
@@ -528,10 +528,10 @@ AVX2 static void sg_gemm(const uint8_t *q, int m, const vs_ops_linear *l, const 
   bool accum = flags & VS_LINEAR_ACCUM;
   const int32_t *comp = l->comp;
   const float *w_inv = l->w_inv, *bias = l->b;
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((long)m * n * kq > 32768)
   for (int r0 = 0; r0 < m; r0 += SG_ROWS) {
-    int r1 = m - r0 < SG_ROWS ? m : r0 + SG_ROWS;
-#pragma omp parallel for schedule(static) if ((long)(r1 - r0) * n * kq > 32768)
     for (int p = 0; p < npanel; p++) {
+      int r1 = m - r0 < SG_ROWS ? m : r0 + SG_ROWS;
       int b0 = 2 * p, nb = nblk - b0 >= 2 ? 2 : 1;
       const int8_t *w = l->wp + (size_t)b0 * kq * 32;
       for (int r = r0; r < r1; r += SG_MR) {
@@ -643,7 +643,7 @@ static bool cpu_conv1d(vs_ops *ops, const vs_ops_linear *w, const float *x, int 
             c_in * 3);
   float *col = ws.ptr;
   size_t col_bytes = ((size_t)t_out * c_in * 3 * sizeof(float) + 63) & ~(size_t)63;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 32)
   for (int t = 0; t < t_out; t++) {
     float *row = col + (size_t)t * c_in * 3;
     for (int c = 0; c < c_in; c++)
@@ -675,19 +675,19 @@ VS_CLONES static void ln_row(const float *xr, int d, const float *g, const float
 
 static void cpu_layer_norm(vs_ops *ops, const float *x, int m, int d, const float *g,
                            const float *b, float *y) {
-#pragma omp parallel for schedule(static) if (m > 4)
+#pragma omp parallel for schedule(dynamic, 16) if (m > 4)
   for (int i = 0; i < m; i++)
     ln_row(x + (size_t)i * d, d, g, b, y + (size_t)i * d);
 }
 
 static void cpu_gelu(vs_ops *ops, float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for schedule(dynamic, 4096) if (n > 16384)
   for (size_t i = 0; i < n; i++)
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 static void cpu_add(vs_ops *ops, float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(dynamic, 8192) if (n > 65536)
   for (size_t i = 0; i < n; i++)
     y[i] += x[i];
 }
@@ -740,7 +740,7 @@ VS_CLONES static void softmax_row(float *x, int n, int lim, float scale) {
 }
 
 static void cpu_softmax(vs_ops *ops, float *x, int m, int n) {
-#pragma omp parallel for schedule(static) if (m > 4)
+#pragma omp parallel for schedule(dynamic, 4) if (m > 4)
   for (int i = 0; i < m; i++)
     softmax_row(x + (size_t)i * n, n, n, 1.0f);
 }
@@ -1196,30 +1196,33 @@ static void cpu_kv_pack(vs_ops *ops, const float *kv, long ld, int n_kv, int n_h
   /* head_dim is 64: kv_packed_bytes is 0 otherwise */
   bool avx2 = pk_form_of((const cpu_ops *)ops, n_kv, head_dim) == PK_AVX2;
   long np = pk_keys(n_kv), d = (long)n_head * 64;
-#pragma omp parallel for schedule(static)
-  for (int h = 0; h < n_head; h++) {
-    bf16_t *K = (bf16_t *)dst + (size_t)h * pk_head_elems(n_kv), *V = K + np * 64;
-    bf16_t kr[64], vr[64];
-    for (long j = 0; j < np; j++) {
-      if (j < n_kv) {
-        vs_ops_f32_to_bf16(kv + j * ld + h * 64, kr, 64);
-        vs_ops_f32_to_bf16(kv + j * ld + d + h * 64, vr, 64);
-      } else {
-        memset(kr, 0, sizeof kr);
-        memset(vr, 0, sizeof vr);
-      }
-      long b = j / PK_BLOCK, u = j % PK_BLOCK;
-      for (int e = 0; e < 64; e++) {
-        if (avx2) {
-          K[(b * 64 + e) * PK_BLOCK + pk2_slot((int)u)] = kr[e];
-          V[((e / 16) * np + j) * 16 + pk2_slot(e % 16)] = vr[e];
+  int n_blocks = (int)(np / PK_BLOCK);
+  /* blocks of keys rather than heads as the items: six heads do not split evenly over threads */
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
+  for (int h = 0; h < n_head; h++)
+    for (int blk = 0; blk < n_blocks; blk++) {
+      bf16_t *K = (bf16_t *)dst + (size_t)h * pk_head_elems(n_kv), *V = K + np * 64;
+      bf16_t kr[64], vr[64];
+      for (long j = (long)blk * PK_BLOCK; j < (long)(blk + 1) * PK_BLOCK; j++) {
+        if (j < n_kv) {
+          vs_ops_f32_to_bf16(kv + j * ld + h * 64, kr, 64);
+          vs_ops_f32_to_bf16(kv + j * ld + d + h * 64, vr, 64);
         } else {
-          K[((b * 32 + e / 2) * PK_BLOCK + u) * 2 + e % 2] = kr[e];
-          V[((j / 2) * 64 + e) * 2 + j % 2] = vr[e];
+          memset(kr, 0, sizeof kr);
+          memset(vr, 0, sizeof vr);
+        }
+        long b = j / PK_BLOCK, u = j % PK_BLOCK;
+        for (int e = 0; e < 64; e++) {
+          if (avx2) {
+            K[(b * 64 + e) * PK_BLOCK + pk2_slot((int)u)] = kr[e];
+            V[((e / 16) * np + j) * 16 + pk2_slot(e % 16)] = vr[e];
+          } else {
+            K[((b * 32 + e / 2) * PK_BLOCK + u) * 2 + e % 2] = kr[e];
+            V[((j / 2) * 64 + e) * 2 + j % 2] = vr[e];
+          }
         }
       }
     }
-  }
 }
 
 typedef struct {
@@ -1764,7 +1767,7 @@ static cpu_prim *bmm_prim(cpu_ops *c, int b, int m, int k, int n, dnnl_format_ta
 static void to_heads(const cpu_ops *c, const float *x, const bf16_t *x16, int ld, long hs, int r0,
                      int n, int n_head, int hd, void *dst) {
   if (!hs) hs = hd;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 64)
   for (int h = 0; h < n_head; h++)
     for (int r = 0; r < n; r++) {
       size_t si = (size_t)(r0 + r) * ld + (size_t)h * hs;
@@ -1926,7 +1929,7 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
   int32_t *k_comp = (int32_t *)(base + L.k_comp), *p_sum = (int32_t *)(base + L.p_sum);
   f32_alias *S = (f32_alias *)(base + L.s);
   s32_alias *O = (s32_alias *)(base + L.ob);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 64)
   for (int h = 0; h < H; h++)
     for (int j = 0; j < nkv; j++) {
       size_t i = (size_t)h * nkv + j;
@@ -1949,7 +1952,7 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
     cpu_prim *qk = bmm_prim(c, H, nb, hd, nkv, dnnl_acb, true, err);
     cpu_prim *pv = qk ? bmm_prim(c, H, nb, nkv, hd, dnnl_abc, true, err) : NULL;
     if (!pv) return false;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
     for (int h = 0; h < H; h++)
       for (int r = 0; r < nb; r++)
         q_inv[h * nb + r] = quantize_vec(a->q + (size_t)(i0 + r) * a->ld_q + h * hs_q, hd, 127,
@@ -1957,7 +1960,7 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
     if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){qb, kh, (void *)S}, err))
       return false;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
     for (int h = 0; h < H; h++)
       for (int r = 0; r < nb; r++) {
         size_t row = (size_t)h * nb + r;
@@ -1969,7 +1972,7 @@ static bool attention_blocked_int8(cpu_ops *c, const vs_attn_args *a, attn_layou
     if (!prim_run(c, pv, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){P, vh, (void *)O}, err))
       return false;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
     for (int r = 0; r < nb; r++)
       for (int h = 0; h < H; h++) {
         const s32_alias *orow = O + ((size_t)h * nb + r) * hd;
@@ -2006,7 +2009,7 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
     if (!prim_run(c, qk, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){base + L.qb, base + L.kh, S}, err))
       return false;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
     for (int h = 0; h < H; h++)
       for (int r = 0; r < nb; r++) {
         float *row = S + ((size_t)h * nb + r) * nkv;
@@ -2019,7 +2022,7 @@ static bool attention_blocked(cpu_ops *c, const vs_attn_args *a, vs_ops_ws ws, G
     if (!prim_run(c, pv, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                   (void *[]){P, base + L.vh, O}, err))
       return false;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int r = 0; r < nb; r++)
       for (int h = 0; h < H; h++)
         memcpy(a->o + (size_t)(i0 + r) * a->ld_o + (size_t)h * hd, O + ((size_t)h * nb + r) * hd,
