@@ -396,8 +396,8 @@ void vs_model_free(vs_model *m) {
   g_free(m);
 }
 
-static bool load_body(hid_t f, vs_model *m, GError **err) {
-  const char *fn = m->path;
+/* The root's format attributes and /hparams, checked. */
+static bool read_header(hid_t f, const char *fn, vs_whisper_hparams *hp, GError **err) {
   char *format = NULL;
   long version = 0;
   if (!read_attr_str(f, "/", "format", &format) || strcmp(format, VS_MODEL_FORMAT) != 0) {
@@ -419,16 +419,16 @@ static bool load_body(hid_t f, vs_model *m, GError **err) {
   const struct {
     const char *key;
     int *dst;
-  } hps[] = {{"n_mels", &m->hp.n_mels},
-             {"n_audio_ctx", &m->hp.n_audio_ctx},
-             {"n_audio_state", &m->hp.n_audio_state},
-             {"n_audio_head", &m->hp.n_audio_head},
-             {"n_audio_layer", &m->hp.n_audio_layer},
-             {"n_text_ctx", &m->hp.n_text_ctx},
-             {"n_text_state", &m->hp.n_text_state},
-             {"n_text_head", &m->hp.n_text_head},
-             {"n_text_layer", &m->hp.n_text_layer},
-             {"n_vocab", &m->hp.n_vocab}};
+  } hps[] = {{"n_mels", &hp->n_mels},
+             {"n_audio_ctx", &hp->n_audio_ctx},
+             {"n_audio_state", &hp->n_audio_state},
+             {"n_audio_head", &hp->n_audio_head},
+             {"n_audio_layer", &hp->n_audio_layer},
+             {"n_text_ctx", &hp->n_text_ctx},
+             {"n_text_state", &hp->n_text_state},
+             {"n_text_head", &hp->n_text_head},
+             {"n_text_layer", &hp->n_text_layer},
+             {"n_vocab", &hp->n_vocab}};
   if (!link_exists(f, "/hparams"))
     VS_FAIL(err, VS_ERROR_MODEL, false, "%s: group /hparams is missing", fn);
   for (size_t i = 0; i < G_N_ELEMENTS(hps); i++) {
@@ -439,8 +439,14 @@ static bool load_body(hid_t f, vs_model *m, GError **err) {
               hps[i].key);
     *hps[i].dst = (int)v;
   }
-  if (m->hp.n_audio_state % m->hp.n_audio_head || m->hp.n_text_state % m->hp.n_text_head)
+  if (hp->n_audio_state % hp->n_audio_head || hp->n_text_state % hp->n_text_head)
     VS_FAIL(err, VS_ERROR_MODEL, false, "%s: /hparams: head counts do not divide the widths", fn);
+  return true;
+}
+
+static bool load_body(hid_t f, vs_model *m, GError **err) {
+  const char *fn = m->path;
+  if (!read_header(f, fn, &m->hp, err)) return false;
 
   /* tokenizer */
   const char *tpath = "/tokenizer/tokenizer.json";
@@ -502,14 +508,15 @@ static bool load_body(hid_t f, vs_model *m, GError **err) {
   return true;
 }
 
-vs_model *vs_model_load(const char *path, GError **err) {
+/* The model file opened read-only with HDF5's messages quieted (q), or -1 and err. */
+static hid_t open_model_file(const char *path, vs_h5_quiet *q, GError **err) {
   FILE *probe = fopen(path, "rb");
-  if (!probe) VS_FAIL_ERRNO(err, NULL, "cannot open model file", path);
+  if (!probe) VS_FAIL_ERRNO(err, -1, "cannot open model file", path);
   fclose(probe);
-  vs_h5_quiet q = vs_h5_quiet_begin();
+  *q = vs_h5_quiet_begin();
   if (H5Fis_hdf5(path) <= 0) {
-    vs_h5_quiet_end(q);
-    VS_FAIL(err, VS_ERROR_FORMAT, NULL,
+    vs_h5_quiet_end(*q);
+    VS_FAIL(err, VS_ERROR_FORMAT, -1,
             "%s: not an HDF5 file (a voxshard model file is HDF5; convert a model with "
             "`voxshard convert`)",
             path);
@@ -519,9 +526,26 @@ vs_model *vs_model_load(const char *path, GError **err) {
     g_set_error(err, VS_ERROR, VS_ERROR_FORMAT,
                 "%s: cannot open the HDF5 model file (truncated or corrupt?): %s", path,
                 vs_h5_last_error());
-    vs_h5_quiet_end(q);
-    return NULL;
+    vs_h5_quiet_end(*q);
   }
+  return f;
+}
+
+bool vs_model_read_hparams(const char *path, vs_whisper_hparams *hp, GError **err) {
+  vs_h5_quiet q;
+  hid_t f = open_model_file(path, &q, err);
+  if (f < 0) return false;
+  *hp = (vs_whisper_hparams){0};
+  bool ok = read_header(f, path, hp, err);
+  H5Fclose(f);
+  vs_h5_quiet_end(q);
+  return ok;
+}
+
+vs_model *vs_model_load(const char *path, GError **err) {
+  vs_h5_quiet q;
+  hid_t f = open_model_file(path, &q, err);
+  if (f < 0) return NULL;
   vs_model *m = g_new0(vs_model, 1);
   m->path = g_strdup(path);
   m->tensors = g_ptr_array_new_with_free_func(tensor_free);

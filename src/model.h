@@ -41,6 +41,9 @@ struct vs_tokenizer;
  * otherwise an error naming the file and the tensor. */
 vs_model *vs_model_load(const char *path, GError **err);
 void vs_model_free(vs_model *m);
+/* The hyper-parameters alone, checked as vs_model_load checks them, without reading weights:
+ * what a job needs to start its front end while the weights load. */
+bool vs_model_read_hparams(const char *path, vs_whisper_hparams *hp, GError **err);
 
 const vs_whisper_hparams *vs_model_hparams(const vs_model *m);
 const vs_tensor *vs_model_tensor(const vs_model *m, const char *name); /* NULL when absent */

@@ -473,18 +473,25 @@ static int run_transcribe(vs_coll *c, const transcribe_opts *o, const char *cons
                     VS_TRANSCRIBE_EXIT_FATAL))
     goto out;
 
-  /* The read-only model, then this rank's run state sized for one batch. The front end (on
-   * worker threads) starts as soon as the model file says how many mels it wants: it decodes
-   * and cuts the first files while the weights are being prepared, instead of after. */
+  /* The front end (on worker threads) starts as soon as the model file's header says how many
+   * mels it wants: it decodes and cuts the first files while the weights are read and prepared,
+   * instead of after. Then the read-only model, and this rank's run state sized for one batch. */
   vs_frontend *fe = NULL;
   fe_ctx fctx = {NULL, NULL};
-  bool ok = (model = vs_model_load(o->model_path, &err)) != NULL;
-  if (ok) ok = (mel = vs_mel_init(vs_model_hparams(model)->n_mels, &err)) != NULL;
+  vs_whisper_hparams hp;
+  bool ok = vs_model_read_hparams(o->model_path, &hp, &err);
+  if (ok) ok = (mel = vs_mel_init(hp.n_mels, &err)) != NULL;
   if (ok && o->batched) ok = (vad = vs_vad_load(o->vad_path, &err)) != NULL;
   if (ok) {
     fctx = (fe_ctx){mel, vad};
     fe = vs_frontend_start(job.corpus, job.own, job.n_own, o->frontend_threads, o->queue,
                            make_payload, payload_free, &fctx);
+  }
+  if (ok) ok = (model = vs_model_load(o->model_path, &err)) != NULL;
+  if (ok && vs_model_hparams(model)->n_mels != hp.n_mels) {
+    g_set_error(&err, VS_ERROR, VS_ERROR_MODEL, "%s: the file changed while it was being read",
+                o->model_path);
+    ok = false;
   }
   if (ok) {
     vs_whisper_params wp = vs_whisper_default_params();

@@ -38,5 +38,33 @@ for f in "$WORK"/out/transcripts/*.jsonl; do
   [ -z "$txt" ] || ! grep -qF "$txt" "$WORK/run.log" || fail "transcript text leaked into the log"
 done
 echo "bad input: $n_tr good files transcribed, $n_err error records ($n_bad expected problems)"
+
+# Bad model files: a clear error naming the file (and the tensor), exit 1, nothing published. The
+# front end starts once the file's header is read, before the weights: a file whose header is
+# fine but whose weights are not must still stop the job cleanly (batched mode also loads the VAD).
+PY="${VOXSHARD_CACHE:-$HOME/.cache/voxshard}/venv/bin/python"
+good="$CORPUS/bad/tree/good.wav"
+printf 'not a model\n' >"$WORK/text.h5"
+"$PY" - "$MODEL" "$WORK/no_tensor.h5" <<'PYEOF' || fail "could not make a model file without a tensor"
+import shutil, sys, h5py
+shutil.copyfile(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    del f["weights/decoder/layer_3/attention/linear_0/bias"]
+PYEOF
+for c in "missing:$WORK/absent.h5:$WORK/absent.h5" "text:$WORK/text.h5:not an HDF5 file" \
+         "no_tensor:$WORK/no_tensor.h5:decoder/layer_3/attention/linear_0/bias"; do
+  IFS=: read -r name path want <<<"$c"
+  for mode in sequential batched; do
+    out="$WORK/model-$name-$mode"
+    timeout 120 mpirun --allow-run-as-root --oversubscribe -np 1 "$VS" transcribe --model="$path" \
+      --out="$out" --mode=$mode --beam-size=1 --progress=off "$good" >"$out.log" 2>&1
+    rc=$?
+    [ $rc -eq 1 ] || fail "model $name ($mode): exit code $rc, expected 1"
+    grep -qF "$want" "$out.log" || fail "model $name ($mode): the error does not name '$want'"
+    n=$(ls "$out"/transcripts/*.jsonl 2>/dev/null | wc -l)
+    [ "$n" -eq 0 ] || fail "model $name ($mode): $n transcripts published"
+  done
+done
+echo "bad model files: missing, not HDF5, a tensor missing; each in both modes"
 echo "$((fails == 0 ? 1 : 0)) passed, $fails failed"
 exit $((fails > 0))
