@@ -409,7 +409,7 @@ static size_t cpu_linear_ws(const vs_ops *ops, int m, int n_in, int n_out_accum)
 /* Per row: scale = 127 / amax, round to nearest even, shifted by 128 into u8 (CTranslate2's rule
  * for oneDNN); inv[i] = 1 / scale. */
 static void quantize_rows(const float *x, int m, int n, uint8_t *q, float *inv) {
-#pragma omp parallel for schedule(dynamic, 8) if (m > 4)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)m * n > 65536)
   for (int i = 0; i < m; i++)
     inv[i] = quantize_vec(x + (size_t)i * n, n, 127, true, q + (size_t)i * n, NULL);
 }
@@ -675,7 +675,7 @@ VS_CLONES static void ln_row(const float *xr, int d, const float *g, const float
 
 static void cpu_layer_norm(vs_ops *ops, const float *x, int m, int d, const float *g,
                            const float *b, float *y) {
-#pragma omp parallel for schedule(dynamic, 16) if (m > 4)
+#pragma omp parallel for schedule(dynamic, 16) if ((size_t)m * d > 65536)
   for (int i = 0; i < m; i++)
     ln_row(x + (size_t)i * d, d, g, b, y + (size_t)i * d);
 }
