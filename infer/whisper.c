@@ -5,9 +5,8 @@
  * op reads K at column 0 and V at column d with stride 2d. The cross-attention K/V, written once
  * per window and read by every decoder step of every sequence, is kept in the backend's packed
  * form where it has one (vs_ops.kv_pack: the fast CPU backend in bf16 on AVX512-BF16 and in
- * int8 on AVX2), else
- * head-major ([K, V][head][1500][head_dim]) so that each head's keys stream contiguously; in
- * bf16 mode both caches hold bf16, halving what a batched step reads.
+ * int8 on AVX2), else head-major ([K, V][head][1500][head_dim]) so that each head's keys stream
+ * contiguously; in bf16 mode both caches hold bf16, halving what a batched step reads.
  */
 #include "whisper.h"
 

@@ -227,14 +227,20 @@ static inline int rne(float x) {
 /* One vector to int8 with its own scale qmax / amax (weights: rows; activations: rows; attention:
  * queries and keys), optionally shifted by 128 into u8. Returns 1 / scale; *sum (if given) gets
  * the sum of the int8 values, before the shift. */
-VS_CLONES static float quantize_vec(const float *v, int n, int qmax, bool shift, uint8_t *dst,
-                                    int32_t *sum) {
+/* The largest |v[e]|: the quantisers' per-row range (inlined into each clone of a caller). */
+__attribute__((always_inline)) static inline float abs_max(const float *v, int n) {
   float amax = 0;
 #pragma omp simd reduction(max : amax)
   for (int e = 0; e < n; e++) {
-    float a = v[e] < 0 ? -v[e] : v[e];
+    float a = fabsf(v[e]);
     amax = a > amax ? a : amax;
   }
+  return amax;
+}
+
+VS_CLONES static float quantize_vec(const float *v, int n, int qmax, bool shift, uint8_t *dst,
+                                    int32_t *sum) {
+  float amax = abs_max(v, n);
   float scale = amax != 0.0f ? qmax / amax : 1.0f;
   int32_t s = 0, sh = shift ? 128 : 0;
 #pragma omp simd reduction(+ : s)
@@ -257,12 +263,7 @@ static int8_t *quantize_weight(cpu_ops *c, vs_ops_linear *l, const float *w) {
 #pragma omp parallel for schedule(static) if (l->n_out >= 256)
   for (int o = 0; o < l->n_out; o++) {
     const float *wr = w + (size_t)o * l->n_in;
-    float amax = 0;
-#pragma omp simd reduction(max : amax)
-    for (int k = 0; k < l->n_in; k++) {
-      float a = fabsf(wr[k]);
-      amax = a > amax ? a : amax;
-    }
+    float amax = abs_max(wr, l->n_in);
     float scale = amax != 0.0f ? (float)c->w_max / amax : 1.0f;
     int32_t sum = 0;
     /* nearbyintf of the rounded product, not quantize_vec: there the compiler may fuse the
@@ -294,9 +295,14 @@ enum {
   SG_ROWS = 64, /* rows per pass over the weights: their u8 rows stay in L1/L2 */
 };
 
+/* int8 precision on an AVX2 + FMA CPU without AVX-512: where voxshard's own AVX2 int8 kernels
+ * (sg_gemm, the AVX2 packed cross-attention) replace oneDNN's. */
+static bool int8_on_avx2(const cpu_ops *c) {
+  return c->dt == dnnl_u8 && !have_avx512 && vs_vec_use_exp8();
+}
+
 static bool sg_usable(const cpu_ops *c, int n_out, int n_in) {
-  return c->dt == dnnl_u8 && c->w_max <= 64 && !have_avx512 && vs_vec_use_exp8() &&
-         n_out % 8 == 0 && n_in % 4 == 0;
+  return int8_on_avx2(c) && c->w_max <= 64 && n_out % 8 == 0 && n_in % 4 == 0;
 }
 
 static int8_t *sg_pack(const int8_t *q, int n_out, int n_in) {
@@ -1177,7 +1183,7 @@ typedef enum { PK_NONE, PK_BF16DP, PK_AVX2 } pk_form;
 static pk_form pk_form_of(const cpu_ops *c, int n_kv, int head_dim) {
   if (head_dim != 64 || n_kv < 1) return PK_NONE;
   if (c->dt == dnnl_bf16 && have_avx512bf16) return PK_BF16DP;
-  if (c->dt == dnnl_u8 && !have_avx512 && vs_vec_use_exp8() && n_kv <= PK2_MAX_KEYS) return PK_AVX2;
+  if (int8_on_avx2(c) && n_kv <= PK2_MAX_KEYS) return PK_AVX2;
   return PK_NONE;
 }
 
